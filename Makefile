@@ -1,0 +1,62 @@
+# Patchbay: `make run` serves on http://127.0.0.1:$(PORT); `make test` runs the whole suite.
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+PORT ?= 8000
+RUNTIME := $(VENV)/.runtime-installed
+DEVTOOLS := $(VENV)/.dev-installed
+# pip warns about unused local index folders on our machines; keep the output readable.
+QUIET := 2>&1 | { grep -v 'is ignored: it is neither' || true; }
+
+.PHONY: help install run test worker demo-model migrate lock check clean
+
+help:
+	@echo "make run    install what is missing, migrate, make the demo model, serve on :$(PORT)"
+	@echo "make test   run the whole test suite"
+	@echo "make lock   recompile requirements/*.txt from requirements/*.in"
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(RUNTIME): requirements/cpu.txt requirements/nodeps.txt | $(VENV)/bin/python
+	$(PIP) install --quiet -r requirements/cpu.txt $(QUIET)
+	$(PIP) install --quiet --no-deps -r requirements/nodeps.txt $(QUIET)
+	touch $@
+
+$(DEVTOOLS): requirements/dev.txt $(RUNTIME)
+	$(PIP) install --quiet -r requirements/dev.txt $(QUIET)
+	touch $@
+
+install: $(RUNTIME)
+
+migrate: $(RUNTIME)
+	$(PY) manage.py migrate --noinput
+
+# The demo model is only made when BASE_MODEL is left at its default.
+demo-model: migrate
+ifndef BASE_MODEL
+	$(PY) manage.py make_demo_model
+endif
+
+run: demo-model
+	DEBUG=$${DEBUG:-1} $(PY) -m daphne -b 127.0.0.1 -p $(PORT) chatsite.asgi:application
+
+test: $(DEVTOOLS)
+	$(PY) -m pytest tests
+
+check: $(RUNTIME)
+	$(PY) manage.py check
+
+lock:
+	$(PIP) install --quiet uv $(QUIET)
+	cd requirements && ../$(VENV)/bin/uv pip compile cpu.in -o cpu.txt --python-version 3.11 --find-links /opt/wheels --custom-compile-command "make lock" --quiet
+	cd requirements && ../$(VENV)/bin/uv pip compile gpu.in -o gpu.txt --python-version 3.11 --custom-compile-command "make lock" --quiet
+	cd requirements && ../$(VENV)/bin/uv pip compile dev.in -o dev.txt --python-version 3.11 --find-links /opt/wheels --custom-compile-command "make lock" --quiet
+
+clean:
+	rm -rf $(VENV) var/static

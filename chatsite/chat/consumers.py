@@ -1,0 +1,81 @@
+"""/ws/chat/: a thin transport over chat services (docs/ARCHITECTURE.md, "Wire protocol")."""
+
+from __future__ import annotations
+
+import asyncio
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from chatsite.chat import envelopes, services
+from chatsite.chat.engine import local_engine
+from chatsite.chat.errors import ChatError
+from chatsite.chat.generation import GenerationRun, generation_start, live_run
+from chatsite.chat.protocol import ChatSend, ChatStop, parse_frame
+from chatsite.chat.selectors import message_of
+
+NOT_SIGNED_IN = 4401
+
+
+class ChatConsumer(AsyncJsonWebsocketConsumer):
+    async def connect(self):
+        self.user = self.scope.get("user")
+        if self.user is None or not self.user.is_authenticated:
+            await self.close(code=NOT_SIGNED_IN)
+            return
+        self.follows: set[asyncio.Task] = set()
+        await self.accept()
+
+    async def disconnect(self, code):
+        for task in list(getattr(self, "follows", ())):
+            task.cancel()
+
+    async def receive(self, text_data=None, bytes_data=None):
+        try:
+            frame = parse_frame(text_data)
+            if isinstance(frame, ChatSend):
+                await self._send(frame)
+            elif isinstance(frame, ChatStop):
+                await self._stop(frame)
+        except ChatError as err:
+            for envelope in envelopes.rejection(err):
+                await self.send_json(envelope)
+
+    async def _send(self, frame: ChatSend) -> None:
+        exchange = await database_sync_to_async(services.exchange_start)(
+            user=self.user,
+            conversation_id=frame.conversation,
+            content=frame.content,
+            adapter_slug=frame.adapter,
+            params=frame.params,
+        )
+        try:
+            engine = await asyncio.to_thread(local_engine)
+        except ChatError as err:
+            await database_sync_to_async(services.generation_refused)(
+                message_id=exchange.assistant_message.pk, error=err
+            )
+            for envelope in envelopes.refused_generation(exchange, err):
+                await self.send_json(envelope)
+            return
+        run = await generation_start(engine, exchange)
+        self._follow(run)
+
+    async def _stop(self, frame: ChatStop) -> None:
+        await database_sync_to_async(message_of)(self.user, frame.message)
+        run = live_run(frame.message)
+        if run is not None:
+            run.stop()
+
+    def _follow(self, run: GenerationRun, after: int = -1) -> None:
+        task = asyncio.create_task(self._relay(run, after))
+        self.follows.add(task)
+        task.add_done_callback(self.follows.discard)
+
+    async def _relay(self, run: GenerationRun, after: int) -> None:
+        subscription = run.subscribe(after)
+        try:
+            async for envelope in subscription:
+                await self.send_json(envelope)
+        finally:
+            subscription.close()

@@ -1,0 +1,44 @@
+"""The engine of this web process (INFERENCE_MODE=local): one per process, loaded once."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from django.conf import settings
+
+from chatsite.chat.errors import ChatError
+from inference.types import Engine
+
+log = logging.getLogger(__name__)
+_lock = threading.Lock()
+_engine: Engine | None = None
+
+
+def local_engine() -> Engine:
+    """The process's engine, loading the base model on first use (blocking: call off-loop)."""
+    global _engine
+    with _lock:
+        if _engine is None:
+            _engine = _load()
+        return _engine
+
+
+def _load() -> Engine:
+    import torch
+
+    from inference.engine import PeftEngine
+
+    if settings.ENGINE_THREADS:
+        torch.set_num_threads(settings.ENGINE_THREADS)
+    try:
+        engine = PeftEngine(settings.BASE_MODEL, device=settings.ENGINE_DEVICE)
+    except Exception as exc:  # a missing or broken model must reach the user as a sentence
+        log.exception("could not load BASE_MODEL=%s", settings.BASE_MODEL)
+        raise ChatError(
+            "engine_unavailable",
+            "The model could not be loaded; an administrator needs to check BASE_MODEL "
+            f"({type(exc).__name__}).",
+        ) from exc
+    log.info("engine ready: %s", settings.BASE_MODEL)
+    return engine

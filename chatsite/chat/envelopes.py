@@ -1,0 +1,63 @@
+"""The one publisher of stream envelopes (../shared/PROTOCOLS.md §1).
+
+Every transport (socket, SSE) sends exactly these dicts; nothing else builds them. Besides the
+protocol's fields, each envelope names its assistant message (`message` on start, token and
+end; `message_id` on error, whose `message` is the sentence) so that one socket can carry
+several generations at once.
+"""
+
+from __future__ import annotations
+
+from chatsite.chat.errors import ChatError
+
+
+def start(*, message: int, conversation: int, adapter: str | None) -> dict:
+    return _envelope("inference.start", message=message, conversation=conversation, adapter=adapter)
+
+
+def token(*, message: int, text: str, index: int) -> dict:
+    return _envelope("inference.token", message=message, text=text, index=index)
+
+
+def end(
+    *, message: int | None, reason: str, prompt_tokens: int = 0, completion_tokens: int = 0,
+    ttft_ms: float | None = None, total_ms: float = 0.0,
+) -> dict:
+    return _envelope(
+        "inference.end",
+        message=message,
+        reason=reason,
+        usage={"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens},
+        timings={"ttft_ms": _ms(ttft_ms), "total_ms": _ms(total_ms)},
+    )
+
+
+def error(err: ChatError, *, message: int | None = None) -> dict:
+    return _envelope("inference.error", code=err.code, message=err.message, message_id=message)
+
+
+def rejection(err: ChatError) -> list[dict]:
+    """A request refused before any generation began: an error, then its end."""
+    return [error(err), end(message=None, reason="error")]
+
+
+def refused_generation(exchange, err: ChatError) -> list[dict]:
+    """A generation whose messages were saved but which could not begin (no engine)."""
+    answer = exchange.assistant_message
+    return [
+        start(
+            message=answer.pk,
+            conversation=exchange.conversation.pk,
+            adapter=answer.adapter.slug if answer.adapter else None,
+        ),
+        error(err, message=answer.pk),
+        end(message=answer.pk, reason="error"),
+    ]
+
+
+def _envelope(kind: str, **payload) -> dict:
+    return {"type": kind, "payload": payload}
+
+
+def _ms(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)

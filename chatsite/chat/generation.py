@@ -1,0 +1,192 @@
+"""Live generations in this web process (docs/ARCHITECTURE.md, "How a token travels").
+
+A `GenerationRun` owns one assistant message while it is generated: it feeds the engine's
+events into an ordered envelope log, lets any number of subscribers follow that log, saves the
+text (checkpoints, then the final state) and applies the disconnect policy. The engine calls
+back from its own thread; everything else here runs on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from chatsite.chat import envelopes, services
+from chatsite.chat.errors import ChatError
+from chatsite.chat.models import Message
+from inference.types import Engine, Event, Failed, Finished, Started, TextDelta
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_EVERY_S = 0.5
+_runs: dict[int, "GenerationRun"] = {}
+
+
+def live_run(message_id: int) -> "GenerationRun | None":
+    return _runs.get(message_id)
+
+
+async def generation_start(engine: Engine, exchange: services.Exchange) -> "GenerationRun":
+    run = GenerationRun(engine, exchange)
+    _runs[run.message_id] = run
+    run.start()
+    return run
+
+
+class GenerationRun:
+    def __init__(self, engine: Engine, exchange: services.Exchange):
+        answer = exchange.assistant_message
+        self.engine = engine
+        self.request = exchange.request
+        self.message_id = answer.pk
+        self.owner_id = exchange.conversation.owner_id
+        self.log: list[dict] = [
+            envelopes.start(
+                message=answer.pk,
+                conversation=exchange.conversation.pk,
+                adapter=answer.adapter.slug if answer.adapter else None,
+            )
+        ]
+        self.done = False
+        self._parts: list[str] = []
+        self._saved_chars = -1
+        self._failed: Failed | None = None
+        self._cancel_cause: str | None = None
+        self._subscribers = 0
+        self._changed = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        self._tasks: set[asyncio.Task] = set()
+        self._grace: asyncio.TimerHandle | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(self._parts)
+
+    def start(self) -> None:
+        self._spawn(self._checkpoint_loop())
+        self.engine.submit(self.request, self._from_engine_thread)
+
+    # --- control ------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """The user pressed Stop: end now, keep the text, status `stopped`."""
+        self._cancel(Message.Status.STOPPED)
+
+    def subscribe(self, after: int = -1) -> "Subscription":
+        self._subscribers += 1
+        if self._grace is not None:
+            self._grace.cancel()
+            self._grace = None
+        return Subscription(self, after)
+
+    def _unsubscribe(self) -> None:
+        self._subscribers -= 1
+        if self._subscribers or self.done:
+            return
+        grace = settings.STREAM_RESUME_GRACE_S
+        if grace <= 0:
+            self._cancel(Message.Status.INTERRUPTED)
+        else:
+            self._grace = self._loop.call_later(grace, self._cancel, Message.Status.INTERRUPTED)
+            self._spawn(self._checkpoint())  # the text so far is safe while we wait
+
+    def _cancel(self, cause: str) -> None:
+        if self.done or self._cancel_cause:
+            return
+        self._cancel_cause = cause
+        self.engine.cancel(self.request.id)
+
+    # --- engine events ------------------------------------------------------------------------
+    def _from_engine_thread(self, event: Event) -> None:
+        self._loop.call_soon_threadsafe(self._on_event, event)
+
+    def _on_event(self, event: Event) -> None:
+        if isinstance(event, TextDelta):
+            self._parts.append(event.text)
+            self._publish(envelopes.token(message=self.message_id, text=event.text, index=event.index))
+        elif isinstance(event, Failed):
+            self._failed = event
+            self._publish(envelopes.error(ChatError(event.code, event.message), message=self.message_id))
+        elif isinstance(event, Finished):
+            self._spawn(self._finish(event))
+        elif not isinstance(event, Started):
+            log.warning("unexpected engine event %r", event)
+
+    async def _finish(self, finished: Finished) -> None:
+        status = services.status_for(finished, self._cancel_cause)
+        await database_sync_to_async(services.generation_finish)(
+            message_id=self.message_id,
+            content=self.text,
+            finished=finished,
+            status=status,
+            error_code=self._failed.code if self._failed else "",
+            error_text=self._failed.message if self._failed else "",
+        )
+        _runs.pop(self.message_id, None)
+        self.done = True
+        self._publish(
+            envelopes.end(
+                message=self.message_id,
+                reason=services.public_reason(finished.reason, status),
+                prompt_tokens=finished.prompt_tokens,
+                completion_tokens=finished.completion_tokens,
+                ttft_ms=finished.ttft_ms,
+                total_ms=finished.total_ms,
+            )
+        )
+
+    # --- persistence --------------------------------------------------------------------------
+    async def _checkpoint_loop(self) -> None:
+        while not self.done:
+            await asyncio.sleep(CHECKPOINT_EVERY_S)
+            await self._checkpoint()
+
+    async def _checkpoint(self) -> None:
+        text = self.text
+        if self.done or len(text) == self._saved_chars:
+            return
+        self._saved_chars = len(text)
+        # Ignored by the database once the final state is saved, so order cannot matter.
+        await database_sync_to_async(services.generation_checkpoint)(
+            message_id=self.message_id, content=text
+        )
+
+    # --- plumbing -----------------------------------------------------------------------------
+    def _publish(self, envelope: dict) -> None:
+        self.log.append(envelope)
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def _spawn(self, coro) -> None:
+        task = self._loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+class Subscription:
+    """One follower of a run's envelope log, from position `after + 1` to the end."""
+
+    def __init__(self, run: GenerationRun, after: int):
+        self._run = run
+        self._next = after + 1
+        self._closed = False
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self) -> dict:
+        run = self._run
+        while self._next >= len(run.log):
+            if run.done:
+                raise StopAsyncIteration
+            await run._changed.wait()
+        envelope = run.log[self._next]
+        self._next += 1
+        return envelope
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._run._unsubscribe()

@@ -1,0 +1,67 @@
+"""Frames a client may send on /ws/chat/ (docs/ARCHITECTURE.md, "Wire protocol").
+
+Parsing turns anything malformed into a `ChatError("bad_request", sentence)`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from chatsite.chat.errors import ChatError
+
+
+class GenerationParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
+    stop: list[Annotated[str, Field(min_length=1, max_length=100)]] | None = Field(
+        default=None, max_length=4
+    )
+
+
+class ChatSend(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["chat.send"]
+    conversation: int | None = None
+    content: str
+    adapter: str | None = None
+    params: GenerationParams = Field(default_factory=GenerationParams)
+
+
+class ChatStop(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["chat.stop"]
+    message: int
+
+
+Frame = Annotated[Union[ChatSend, ChatStop], Field(discriminator="type")]
+_frame = TypeAdapter(Frame)
+
+
+def parse_frame(text: str | None) -> ChatSend | ChatStop:
+    if text is None:
+        raise ChatError("bad_request", "Frames must be JSON text, not binary.")
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise ChatError("bad_request", "That frame is not valid JSON.") from None
+    if not isinstance(data, dict) or data.get("type") not in ("chat.send", "chat.stop"):
+        raise ChatError("bad_request", "Send a JSON object whose type is chat.send or chat.stop.")
+    try:
+        return _frame.validate_python(data)
+    except ValidationError as exc:
+        raise ChatError("bad_request", describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(part) for part in err["loc"][1:] or err["loc"])
+    return f"Field “{where}”: {err['msg']}."

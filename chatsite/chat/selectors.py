@@ -1,0 +1,55 @@
+"""Reads of conversations and messages, always scoped to their owner."""
+
+from chatsite.chat.errors import ChatError
+from chatsite.chat.models import Conversation, Message
+from inference.types import ChatTurn
+
+# Statuses whose text the user saw as an answer and may build on.
+_HISTORY_STATUSES = (
+    Message.Status.COMPLETE,
+    Message.Status.STOPPED,
+    Message.Status.INTERRUPTED,
+)
+
+
+def conversations_of(user):
+    return Conversation.objects.filter(owner=user).select_related("adapter")
+
+
+def conversation_of(user, conversation_id: int) -> Conversation:
+    conversation = conversations_of(user).filter(pk=conversation_id).first()
+    if conversation is None:
+        raise ChatError("not_found", "There is no conversation with that id.")
+    return conversation
+
+
+def messages_of(conversation: Conversation):
+    return conversation.messages.select_related("adapter")
+
+
+def message_of(user, message_id: int) -> Message:
+    message = Message.objects.filter(pk=message_id, conversation__owner=user).first()
+    if message is None:
+        raise ChatError("not_found", "There is no message with that id.")
+    return message
+
+
+def branch_tip(conversation: Conversation) -> Message | None:
+    return conversation.messages.order_by("-created_at", "-id").first()
+
+
+def prompt_turns(conversation: Conversation, last: Message) -> tuple[ChatTurn, ...]:
+    """The system prompt and the branch that ends at `last`, oldest first."""
+    by_id = {message.pk: message for message in conversation.messages.all()}
+    chain = []
+    message = by_id.get(last.pk)
+    while message is not None:
+        if message.role == Message.Role.USER or (
+            message.status in _HISTORY_STATUSES and message.content
+        ):
+            chain.append(ChatTurn(role=message.role, content=message.content))
+        message = by_id.get(message.parent_id)
+    chain.reverse()
+    if conversation.system_prompt:
+        chain.insert(0, ChatTurn(role="system", content=conversation.system_prompt))
+    return tuple(chain)

@@ -1,0 +1,81 @@
+"""Settings read from the environment, parsed strictly.
+
+Every variable has an embedded default that needs nothing installed (SQLite, in-memory channel
+layer, engine inside the web process). A value that does not parse stops start-up with an
+error naming the variable, never a silent fallback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from django.core.exceptions import ImproperlyConfigured
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = BASE_DIR / "var"
+
+
+class Environment(BaseSettings):
+    model_config = SettingsConfigDict(case_sensitive=True, extra="ignore")
+
+    DEBUG: bool = False
+    SECRET_KEY: str | None = Field(default=None, min_length=32)
+    ALLOWED_HOSTS: Annotated[list[str], NoDecode] = ["127.0.0.1", "localhost", "[::1]"]
+    CSRF_TRUSTED_ORIGINS: Annotated[list[str], NoDecode] = []
+    PORT: int = Field(default=8000, ge=1, le=65535)
+
+    DATABASE_URL: str = f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
+    REDIS_URL: str | None = None
+
+    INFERENCE_MODE: Literal["local", "celery", "lorax"] = "local"
+    BASE_MODEL: str = str(VAR_DIR / "models" / "demo-base")
+    ADAPTERS_DIR: Path = VAR_DIR / "adapters"
+    ENGINE_DEVICE: str | None = None  # "cuda", "cpu"; unset picks cuda when present
+    ENGINE_THREADS: int | None = Field(default=None, ge=1)
+    ENGINE_WARMUP: bool = True  # load the model when the web process starts (local mode)
+
+    STREAM_RESUME_GRACE_S: float = Field(default=0.0, ge=0)
+    MAX_PROMPT_CHARS: int = Field(default=32000, ge=1)
+    MAX_NEW_TOKENS: int = Field(default=1024, ge=1)
+    DEFAULT_MAX_NEW_TOKENS: int = Field(default=256, ge=1)
+
+    @field_validator("ALLOWED_HOSTS", "CSRF_TRUSTED_ORIGINS", mode="before")
+    @classmethod
+    def _comma_list(cls, value):
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+
+def read_environment() -> Environment:
+    try:
+        return Environment()
+    except ValidationError as exc:
+        problems = "; ".join(_describe(err) for err in exc.errors())
+        raise ImproperlyConfigured(f"Bad environment setting: {problems}") from None
+
+
+_SECRET = ("SECRET_KEY", "DATABASE_URL", "REDIS_URL")
+
+
+def _describe(err) -> str:
+    name = ".".join(str(part) for part in err["loc"])
+    shown = "" if name in _SECRET else f"={err.get('input')!r}"
+    return f"{name}{shown}: {err['msg']}"
+
+
+def secret_key(configured: str | None) -> str:
+    """SECRET_KEY from the environment, else one generated once and kept in var/."""
+    if configured:
+        return configured
+    path = VAR_DIR / "secret_key"
+    if not path.exists():
+        from django.core.management.utils import get_random_secret_key
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(get_random_secret_key())
+        path.chmod(0o600)
+    return path.read_text().strip()

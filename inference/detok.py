@@ -1,0 +1,44 @@
+"""Incremental detokenisation: turn a stream of token ids into text deltas.
+
+Decoding one token at a time is wrong for two reasons: byte-level BPE splits one character
+(an emoji, a Chinese character) over several tokens, and SentencePiece-style tokenizers drop
+the leading space of whatever comes first in a decode. So, like vLLM and TGI, we decode a small
+window twice: from `prefix_offset` to `read_offset` (text already sent) and from
+`prefix_offset` to the end, and send the difference, but only once it no longer ends in the
+replacement character U+FFFD that marks a character still missing bytes.
+"""
+
+from __future__ import annotations
+
+REPLACEMENT_CHARACTER = "\ufffd"
+
+
+class IncrementalDetokenizer:
+    def __init__(self, tokenizer):
+        self._tokenizer = tokenizer
+        self._ids: list[int] = []
+        self._prefix_offset = 0
+        self._read_offset = 0
+
+    def push(self, token_id: int) -> str:
+        """Add one token; return the text it completes, possibly "" while a character is open."""
+        self._ids.append(token_id)
+        sent, window = self._window()
+        if len(window) > len(sent) and not window.endswith(REPLACEMENT_CHARACTER):
+            self._prefix_offset, self._read_offset = self._read_offset, len(self._ids)
+            return window[len(sent):]
+        return ""
+
+    def flush(self) -> str:
+        """The text still held back, at the end of generation (may end in U+FFFD if cut short)."""
+        sent, window = self._window()
+        self._prefix_offset = self._read_offset = len(self._ids)
+        return window[len(sent):] if len(window) > len(sent) else ""
+
+    def _window(self) -> tuple[str, str]:
+        start = self._prefix_offset
+        sent = self._decode(self._ids[start : self._read_offset])
+        return sent, self._decode(self._ids[start:])
+
+    def _decode(self, ids: list[int]) -> str:
+        return self._tokenizer.decode(ids, skip_special_tokens=True) if ids else ""

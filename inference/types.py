@@ -1,0 +1,93 @@
+"""Value objects shared by the engine and its callers (see docs/ARCHITECTURE.md, "Engine").
+
+Callers describe work with `GenerationRequest`; the engine answers with a stream of events
+delivered to a sink callback: `Started`, then `TextDelta`s, then exactly one `Finished`
+(preceded by one `Failed` when the reason is "error").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Literal, Protocol, Union
+
+FinishReason = Literal["stop", "length", "cancelled", "error"]
+
+
+@dataclass(frozen=True)
+class AdapterRef:
+    """A LoRA adapter the caller is allowed to use: its registry name and local directory."""
+
+    name: str
+    path: str
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    max_new_tokens: int = 256
+    temperature: float = 0.7  # 0 means greedy
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ChatTurn:
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One generation. Either `messages` (rendered with the tokenizer's chat template) or a
+    raw `prompt` string is given; `adapter=None` means the plain base model."""
+
+    id: str
+    messages: tuple[ChatTurn, ...] = ()
+    prompt: str | None = None
+    adapter: AdapterRef | None = None
+    params: SamplingParams = field(default_factory=SamplingParams)
+
+
+@dataclass(frozen=True)
+class Started:
+    prompt_tokens: int
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    text: str  # never empty, never a broken character
+    index: int  # 0, 1, 2, ... per request
+    token_ids: tuple[int, ...] = ()  # the tokens whose text completed in this delta
+
+
+@dataclass(frozen=True)
+class Failed:
+    code: str  # stable machine code, e.g. "unknown_adapter", "context_too_long", "internal"
+    message: str  # a sentence for a person
+
+
+@dataclass(frozen=True)
+class Finished:
+    reason: FinishReason
+    prompt_tokens: int
+    completion_tokens: int
+    ttft_ms: float | None  # from submit to the first delta; None when no text came
+    total_ms: float
+
+
+Event = Union[Started, TextDelta, Failed, Finished]
+EventSink = Callable[[Event], None]
+
+
+class Engine(Protocol):
+    """What the web tier and the worker need from any engine implementation.
+
+    `submit` never blocks on model work; `sink` is called from the engine's own thread and
+    must return quickly. `cancel` is idempotent and takes effect within one decode step.
+    """
+
+    def submit(self, request: GenerationRequest, sink: EventSink) -> None: ...
+
+    def cancel(self, request_id: str) -> None: ...
+
+    def close(self) -> None: ...

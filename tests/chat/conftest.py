@@ -1,0 +1,75 @@
+"""A signed-in WebSocket client for /ws/chat/, speaking the protocol of PROTOCOLS.md §1."""
+
+import asyncio
+import json
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+from django.test import Client
+
+from chatsite.asgi import application
+
+
+def session_key(user) -> str:
+    client = Client()
+    client.force_login(user)
+    return client.cookies[settings.SESSION_COOKIE_NAME].value
+
+
+class ChatSocket:
+    def __init__(self, cookie: str | None, origin: str = "http://testserver"):
+        headers = [(b"host", b"testserver"), (b"origin", origin.encode())]
+        if cookie:
+            headers.append((b"cookie", f"{settings.SESSION_COOKIE_NAME}={cookie}".encode()))
+        self.communicator = WebsocketCommunicator(application, "/ws/chat/", headers=headers)
+
+    async def connect(self) -> bool:
+        connected, _ = await self.communicator.connect()
+        return connected
+
+    async def send(self, **frame) -> None:
+        await self.communicator.send_to(text_data=json.dumps(frame))
+
+    async def chat(self, content: str, **fields) -> None:
+        await self.send(type="chat.send", content=content, **fields)
+
+    async def receive(self, timeout: float = 10) -> dict:
+        return json.loads(await self.communicator.receive_from(timeout=timeout))
+
+    async def until_end(self, timeout: float = 30) -> list[dict]:
+        """Every envelope up to and including the next inference.end."""
+        events = []
+        async with asyncio.timeout(timeout):
+            while not events or events[-1]["type"] != "inference.end":
+                events.append(await self.receive(timeout=timeout))
+        return events
+
+    async def close(self) -> None:
+        await self.communicator.disconnect()
+
+
+def text_of(events: list[dict]) -> str:
+    return "".join(e["payload"]["text"] for e in events if e["type"] == "inference.token")
+
+
+def types_of(events: list[dict]) -> list[str]:
+    return [e["type"] for e in events]
+
+
+@pytest.fixture
+async def socket_for(demo_adapters):
+    """Open a signed-in socket for a user; every socket is closed after the test."""
+    sockets = []
+
+    async def open_socket(user, **kwargs) -> ChatSocket:
+        cookie = await database_sync_to_async(session_key)(user)
+        chat_socket = ChatSocket(cookie, **kwargs)
+        assert await chat_socket.connect()
+        sockets.append(chat_socket)
+        return chat_socket
+
+    yield open_socket
+    for chat_socket in sockets:
+        await chat_socket.close()

@@ -1,0 +1,22 @@
+"""Settings for the test suite: the product's settings, pointed at the shared test model."""
+
+import os
+import tempfile
+from pathlib import Path
+
+TEST_MODEL_DIR = Path(
+    os.environ.get("PATCHBAY_TEST_MODEL_DIR", Path(tempfile.gettempdir()) / "patchbay-test-model")
+)
+os.environ.setdefault("BASE_MODEL", str(TEST_MODEL_DIR / "base"))
+os.environ.setdefault("ADAPTERS_DIR", str(TEST_MODEL_DIR / "adapters"))
+os.environ.setdefault("ENGINE_WARMUP", "0")
+os.environ.setdefault("ENGINE_THREADS", "1")
+
+from chatsite.settings import *  # noqa: E402,F403
+
+# Tests speak plain HTTP to the test client and to a local Daphne.
+SECURE_SSL_REDIRECT = False
+SESSION_COOKIE_SECURE = False
+CSRF_COOKIE_SECURE = False
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
