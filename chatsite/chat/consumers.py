@@ -8,9 +8,8 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from chatsite.chat import envelopes, services
-from chatsite.chat.engine import local_engine
 from chatsite.chat.errors import ChatError
-from chatsite.chat.generation import GenerationRun, generation_start, live_run
+from chatsite.chat.generation import GenerationRun, generation_run, run_of
 from chatsite.chat.protocol import ChatSend, ChatStop, parse_frame
 from chatsite.chat.selectors import message_of
 
@@ -49,21 +48,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             adapter_slug=frame.adapter,
             params=frame.params,
         )
-        try:
-            engine = await asyncio.to_thread(local_engine)
-        except ChatError as err:
-            await database_sync_to_async(services.generation_refused)(
-                message_id=exchange.assistant_message.pk, error=err
-            )
-            for envelope in envelopes.refused_generation(exchange, err):
-                await self.send_json(envelope)
-            return
-        run = await generation_start(engine, exchange)
-        self._follow(run)
+        self._follow(await generation_run(exchange))
 
     async def _stop(self, frame: ChatStop) -> None:
         await database_sync_to_async(message_of)(self.user, frame.message)
-        run = live_run(frame.message)
+        run = run_of(frame.message)
         if run is not None:
             run.stop()
 

@@ -41,18 +41,30 @@ def rejection(err: ChatError) -> list[dict]:
     return [error(err), end(message=None, reason="error")]
 
 
-def refused_generation(exchange, err: ChatError) -> list[dict]:
-    """A generation whose messages were saved but which could not begin (no engine)."""
-    answer = exchange.assistant_message
-    return [
+def from_saved(message) -> list[dict]:
+    """The whole generation as one replay, for a client that comes back after its log is gone."""
+    events = [
         start(
-            message=answer.pk,
-            conversation=exchange.conversation.pk,
-            adapter=answer.adapter.slug if answer.adapter else None,
-        ),
-        error(err, message=answer.pk),
-        end(message=answer.pk, reason="error"),
+            message=message.pk,
+            conversation=message.conversation_id,
+            adapter=message.adapter.slug if message.adapter else None,
+        )
     ]
+    if message.content:
+        events.append(token(message=message.pk, text=message.content, index=0))
+    if message.error_code:
+        events.append(error(ChatError(message.error_code, message.error_text), message=message.pk))
+    events.append(
+        end(
+            message=message.pk,
+            reason=message.finish_reason or "interrupted",
+            prompt_tokens=message.prompt_tokens or 0,
+            completion_tokens=message.completion_tokens or 0,
+            ttft_ms=message.ttft_ms,
+            total_ms=message.total_ms or 0.0,
+        )
+    )
+    return events
 
 
 def _envelope(kind: str, **payload) -> dict:

@@ -15,6 +15,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from chatsite.chat import envelopes, services
+from chatsite.chat.engine import local_engine
 from chatsite.chat.errors import ChatError
 from chatsite.chat.models import Message
 from inference.types import Engine, Event, Failed, Finished, Started, TextDelta
@@ -22,24 +23,33 @@ from inference.types import Engine, Event, Failed, Finished, Started, TextDelta
 log = logging.getLogger(__name__)
 
 CHECKPOINT_EVERY_S = 0.5
+# A finished run's log stays readable this long, so a client that reconnects right after the
+# end still replays it exactly; later the saved message stands in for it.
+KEEP_FINISHED_S = 60.0
 _runs: dict[int, "GenerationRun"] = {}
 
 
-def live_run(message_id: int) -> "GenerationRun | None":
+def run_of(message_id: int) -> "GenerationRun | None":
     return _runs.get(message_id)
 
 
-async def generation_start(engine: Engine, exchange: services.Exchange) -> "GenerationRun":
-    run = GenerationRun(engine, exchange)
+async def generation_run(exchange: services.Exchange) -> "GenerationRun":
+    """Start generating the exchange's answer in this process."""
+    run = GenerationRun(exchange)
     _runs[run.message_id] = run
-    run.start()
+    try:
+        engine = await asyncio.to_thread(local_engine)
+    except ChatError as err:
+        run.refuse(err)
+    else:
+        run.start(engine)
     return run
 
 
 class GenerationRun:
-    def __init__(self, engine: Engine, exchange: services.Exchange):
+    def __init__(self, exchange: services.Exchange):
         answer = exchange.assistant_message
-        self.engine = engine
+        self.engine: Engine | None = None
         self.request = exchange.request
         self.message_id = answer.pk
         self.owner_id = exchange.conversation.owner_id
@@ -65,9 +75,15 @@ class GenerationRun:
     def text(self) -> str:
         return "".join(self._parts)
 
-    def start(self) -> None:
+    def start(self, engine: Engine) -> None:
+        self.engine = engine
         self._spawn(self._checkpoint_loop())
-        self.engine.submit(self.request, self._from_engine_thread)
+        engine.submit(self.request, self._from_engine_thread)
+
+    def refuse(self, err: ChatError) -> None:
+        """End before any engine work (the engine could not be had), as an engine error would."""
+        self._on_event(Failed(err.code, err.message))
+        self._on_event(Finished("error", 0, 0, None, 0.0))
 
     # --- control ------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -93,7 +109,7 @@ class GenerationRun:
             self._spawn(self._checkpoint())  # the text so far is safe while we wait
 
     def _cancel(self, cause: str) -> None:
-        if self.done or self._cancel_cause:
+        if self.done or self._cancel_cause or self.engine is None:
             return
         self._cancel_cause = cause
         self.engine.cancel(self.request.id)
@@ -124,7 +140,7 @@ class GenerationRun:
             error_code=self._failed.code if self._failed else "",
             error_text=self._failed.message if self._failed else "",
         )
-        _runs.pop(self.message_id, None)
+        self._loop.call_later(KEEP_FINISHED_S, _runs.pop, self.message_id, None)
         self.done = True
         self._publish(
             envelopes.end(

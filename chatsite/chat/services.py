@@ -159,13 +159,3 @@ def _title_from(content: str) -> str:
     line = " ".join(content.split())
     return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1] + "…"
 
-
-def generation_refused(*, message_id: int, error: ChatError) -> None:
-    """A generation that could not start: the answer ends as an error, with the reason."""
-    Message.objects.filter(pk=message_id, status__in=Message.LIVE_STATUSES).update(
-        status=Message.Status.ERROR,
-        finish_reason="error",
-        error_code=error.code,
-        error_text=error.message,
-        updated_at=timezone.now(),
-    )

@@ -104,3 +104,20 @@ async def test_it_switches_an_existing_conversation_back_to_the_base_with_an_emp
 
     assert second[0]["payload"]["adapter"] is None
     assert second[-1]["payload"]["reason"] in ("stop", "length")
+
+
+async def test_it_saves_an_error_answer_when_the_model_cannot_be_loaded(
+    owner, socket_for, settings, monkeypatch
+):
+    import chatsite.chat.engine
+
+    monkeypatch.setattr(chatsite.chat.engine, "_engine", None)
+    settings.BASE_MODEL = "/nonexistent/model"
+    socket = await socket_for(owner)
+    await socket.chat("Anyone there?")
+    events = await socket.until_end()
+
+    assert types_of(events) == ["inference.start", "inference.error", "inference.end"]
+    assert events[1]["payload"]["code"] == "engine_unavailable"
+    answer = await saved(events[0]["payload"]["message"])
+    assert (answer.status, answer.error_code) == (Message.Status.ERROR, "engine_unavailable")
