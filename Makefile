@@ -13,11 +13,13 @@ DEVTOOLS := $(VENV)/.dev-installed
 # pip warns about unused local index folders on our machines; keep the output readable.
 QUIET := 2>&1 | { grep -v 'is ignored: it is neither' || true; }
 
-.PHONY: help install run test worker demo-model migrate lock check clean
+.PHONY: help install run test worker reaper demo-model migrate lock check clean
 
 help:
 	@echo "make run    install what is missing, migrate, make the demo model, serve on :$(PORT)"
 	@echo "make test   run the whole test suite"
+	@echo "make worker a Celery GPU worker (INFERENCE_MODE=celery, REDIS_URL)"
+	@echo "make reaper ends answers whose worker went silent (celery mode)"
 	@echo "make lock   recompile requirements/*.txt from requirements/*.in"
 
 $(VENV)/bin/python:
@@ -45,6 +47,16 @@ endif
 
 run: demo-model
 	DEBUG=$${DEBUG:-1} $(PY) -m daphne -b 127.0.0.1 -p $(PORT) chatsite.asgi:application
+
+# Celery mode (INFERENCE_MODE=celery, REDIS_URL set): a GPU worker on queue `gpu`. One process
+# owns one engine; its pool threads each drive one generation, all sharing the engine's batch.
+WORKER_CONCURRENCY ?= 16
+worker: $(RUNTIME)
+	$(VENV)/bin/celery -A chatsite worker -Q gpu --pool threads \
+		--concurrency $(WORKER_CONCURRENCY) --prefetch-multiplier 1 --loglevel INFO
+
+reaper: $(RUNTIME)
+	$(PY) manage.py reaper
 
 test: $(DEVTOOLS)
 	$(PY) -m pytest tests

@@ -82,7 +82,9 @@ if ENV.REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [ENV.REDIS_URL]},
+            # channels-redis blocks 5 s per receive; redis-py's default socket timeout is also
+            # 5 s, so give the socket room or every idle consumer dies with a TimeoutError.
+            "CONFIG": {"hosts": [{"address": ENV.REDIS_URL, "socket_timeout": 30}]},
         }
     }
 else:
@@ -172,15 +174,31 @@ ENGINE_THREADS = ENV.ENGINE_THREADS
 ENGINE_WARMUP = ENV.ENGINE_WARMUP
 REDIS_URL = ENV.REDIS_URL
 STREAM_RESUME_GRACE_S = ENV.STREAM_RESUME_GRACE_S
+STREAM_MAX_BYTES = ENV.STREAM_MAX_BYTES
+STREAM_MAX_DURATION_S = ENV.STREAM_MAX_DURATION_S
+TOKEN_LOG_TTL_S = ENV.TOKEN_LOG_TTL_S
+WORKER_HEARTBEAT_S = ENV.WORKER_HEARTBEAT_S
+WORKER_LOST_AFTER_S = ENV.WORKER_LOST_AFTER_S
+WORKER_CONCURRENCY = ENV.WORKER_CONCURRENCY
 MAX_PROMPT_CHARS = ENV.MAX_PROMPT_CHARS
 MAX_NEW_TOKENS = ENV.MAX_NEW_TOKENS
 DEFAULT_MAX_NEW_TOKENS = ENV.DEFAULT_MAX_NEW_TOKENS
 
-# Celery: the broker is Redis in production (see docs/ARCHITECTURE.md); the web tier only
-# enqueues when INFERENCE_MODE=celery.
+# Celery (INFERENCE_MODE=celery). Redis is the broker; see docs/ARCHITECTURE.md, "Celery mode".
+# A generation must never run twice: tasks are acknowledged when they start (not late), so a
+# worker that dies mid-generation does not get its task redelivered; the reaper ends that
+# message as `worker_lost` instead. A task that is redelivered before it ever started (its
+# worker died while it waited in the prefetch buffer) finds its message already claimed or
+# ended and does nothing (`services.generation_claim`). One prefetched task per pool thread.
 CELERY_BROKER_URL = ENV.REDIS_URL or "memory://"
 CELERY_TASK_ACKS_LATE = False
+CELERY_TASK_REJECT_ON_WORKER_LOST = False
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ROUTES = {"chatsite.chat.tasks.*": {"queue": "gpu"}}
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 LOGGING = {
     "version": 1,

@@ -11,6 +11,7 @@ os.environ.setdefault("BASE_MODEL", str(TEST_MODEL_DIR / "base"))
 os.environ.setdefault("ADAPTERS_DIR", str(TEST_MODEL_DIR / "adapters"))
 os.environ.setdefault("ENGINE_WARMUP", "0")
 os.environ.setdefault("ENGINE_THREADS", "1")
+os.environ.setdefault("STREAM_RESUME_GRACE_S", "0")
 
 from chatsite.settings import *  # noqa: E402,F403
 

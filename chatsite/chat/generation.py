@@ -29,12 +29,24 @@ KEEP_FINISHED_S = 60.0
 _runs: dict[int, "GenerationRun"] = {}
 
 
-def run_of(message_id: int) -> "GenerationRun | None":
+def run_of(message_id: int):
+    """The live (or recently ended) generation of an answer, to follow or stop.
+
+    In celery mode every answer has a handle: its token log says whether it still runs.
+    """
+    if settings.INFERENCE_MODE == "celery":
+        from chatsite.chat.remote import RemoteRun
+
+        return RemoteRun(message_id)
     return _runs.get(message_id)
 
 
-async def generation_run(exchange: services.Exchange) -> "GenerationRun":
-    """Start generating the exchange's answer in this process."""
+async def generation_run(exchange: services.Exchange):
+    """Start generating the exchange's answer: in this process, or on a GPU worker."""
+    if settings.INFERENCE_MODE == "celery":
+        from chatsite.chat.remote import remote_run
+
+        return await remote_run(exchange)
     run = GenerationRun(exchange)
     _runs[run.message_id] = run
     try:
@@ -70,6 +82,8 @@ class GenerationRun:
         self._loop = asyncio.get_running_loop()
         self._tasks: set[asyncio.Task] = set()
         self._grace: asyncio.TimerHandle | None = None
+        self._bytes = 0
+        self._started_at = self._loop.time()
 
     @property
     def text(self) -> str:
@@ -121,7 +135,9 @@ class GenerationRun:
     def _on_event(self, event: Event) -> None:
         if isinstance(event, TextDelta):
             self._parts.append(event.text)
+            self._bytes += len(event.text.encode())
             self._publish(envelopes.token(message=self.message_id, text=event.text, index=event.index))
+            self._enforce_caps()
         elif isinstance(event, Failed):
             self._failed = event
             self._publish(envelopes.error(ChatError(event.code, event.message), message=self.message_id))
@@ -131,12 +147,11 @@ class GenerationRun:
             log.warning("unexpected engine event %r", event)
 
     async def _finish(self, finished: Finished) -> None:
-        status = services.status_for(finished, self._cancel_cause)
         await database_sync_to_async(services.generation_finish)(
             message_id=self.message_id,
             content=self.text,
             finished=finished,
-            status=status,
+            cancel_cause=self._cancel_cause,
             error_code=self._failed.code if self._failed else "",
             error_text=self._failed.message if self._failed else "",
         )
@@ -145,7 +160,7 @@ class GenerationRun:
         self._publish(
             envelopes.end(
                 message=self.message_id,
-                reason=services.public_reason(finished.reason, status),
+                reason=services.end_reason(finished, self._cancel_cause),
                 prompt_tokens=finished.prompt_tokens,
                 completion_tokens=finished.completion_tokens,
                 ttft_ms=finished.ttft_ms,
@@ -154,9 +169,17 @@ class GenerationRun:
         )
 
     # --- persistence --------------------------------------------------------------------------
+    def _enforce_caps(self) -> None:
+        cause = services.cap_reached(
+            text_bytes=self._bytes, elapsed_s=self._loop.time() - self._started_at
+        )
+        if cause:
+            self._cancel(cause)
+
     async def _checkpoint_loop(self) -> None:
         while not self.done:
             await asyncio.sleep(CHECKPOINT_EVERY_S)
+            self._enforce_caps()
             await self._checkpoint()
 
     async def _checkpoint(self) -> None:

@@ -55,6 +55,8 @@ class Message(models.Model):
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     ttft_ms = models.FloatField(null=True, blank=True)
     total_ms = models.FloatField(null=True, blank=True)
+    # The Celery worker generating this answer (celery mode), for the reaper and the admin.
+    worker = models.CharField(max_length=200, blank=True)
     error_code = models.CharField(max_length=64, blank=True)
     error_text = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -68,13 +68,32 @@ def exchange_start(
             status=Message.Status.PENDING,
             adapter=adapter,
         )
-    request = GenerationRequest(
+    return Exchange(conversation, user_message, answer, _request_for(answer, sampling))
+
+
+def generation_request(*, message_id: int, params: dict) -> GenerationRequest:
+    """The engine request for a pending answer, rebuilt from its rows (the worker's view)."""
+    answer = Message.objects.select_related("conversation", "parent", "adapter").get(pk=message_id)
+    return _request_for(answer, SamplingParams(**{**params, "stop": tuple(params["stop"])}))
+
+
+def _request_for(answer: Message, sampling: SamplingParams) -> GenerationRequest:
+    return GenerationRequest(
         id=f"message-{answer.pk}",
-        messages=selectors.prompt_turns(conversation, user_message),
-        adapter=adapter_ref(adapter) if adapter else None,
+        messages=selectors.prompt_turns(answer.conversation, answer.parent),
+        adapter=adapter_ref(answer.adapter) if answer.adapter else None,
         params=sampling,
     )
-    return Exchange(conversation, user_message, answer, request)
+
+
+def generation_claim(*, message_id: int, worker: str) -> bool:
+    """Take a pending answer for one worker. False when it was claimed or ended already, so a
+    redelivered task never generates the same answer twice."""
+    return bool(
+        Message.objects.filter(pk=message_id, status=Message.Status.PENDING).update(
+            status=Message.Status.STREAMING, worker=worker, updated_at=timezone.now()
+        )
+    )
 
 
 def generation_checkpoint(*, message_id: int, content: str) -> None:
@@ -85,14 +104,14 @@ def generation_checkpoint(*, message_id: int, content: str) -> None:
 
 
 def generation_finish(
-    *, message_id: int, content: str, finished: Finished, status: str,
+    *, message_id: int, content: str, finished: Finished, cancel_cause: str | None = None,
     error_code: str = "", error_text: str = "",
 ) -> None:
     """Save the final state of a generation. Only the first end counts."""
     Message.objects.filter(pk=message_id, status__in=Message.LIVE_STATUSES).update(
         content=content,
-        status=status,
-        finish_reason=public_reason(finished.reason, status),
+        status=status_for(finished, cancel_cause),
+        finish_reason=end_reason(finished, cancel_cause),
         prompt_tokens=finished.prompt_tokens,
         completion_tokens=finished.completion_tokens,
         ttft_ms=finished.ttft_ms,
@@ -112,19 +131,50 @@ def generations_interrupt_orphans() -> int:
     )
 
 
+# Why a generation was cancelled, and what that makes of its answer and its end reason.
+CANCEL_CAUSES = {
+    "stopped": (Message.Status.STOPPED, "cancelled"),  # the user pressed Stop
+    "interrupted": (Message.Status.INTERRUPTED, "interrupted"),  # the client went away
+    "length": (Message.Status.COMPLETE, "length"),  # STREAM_MAX_BYTES reached
+    "timeout": (Message.Status.INTERRUPTED, "timeout"),  # STREAM_MAX_DURATION_S reached
+}
+
+
 def status_for(finished: Finished, cancel_cause: str | None) -> str:
     if finished.reason == "error":
         return Message.Status.ERROR
     if finished.reason == "cancelled":
-        return cancel_cause or Message.Status.INTERRUPTED
+        return CANCEL_CAUSES[cancel_cause or "interrupted"][0]
     return Message.Status.COMPLETE
 
 
-def public_reason(reason: str, status: str) -> str:
-    """The end reason clients see: a cancel says whether it was a stop or a lost client."""
-    if reason == "cancelled" and status == Message.Status.INTERRUPTED:
-        return "interrupted"
-    return reason
+def end_reason(finished: Finished, cancel_cause: str | None) -> str:
+    """The end reason clients see: a cancel says whether it was a stop, a lost client or a cap."""
+    if finished.reason == "cancelled":
+        return CANCEL_CAUSES[cancel_cause or "interrupted"][1]
+    return finished.reason
+
+
+def cap_reached(*, text_bytes: int, elapsed_s: float) -> str | None:
+    """The cause to cancel with when a stream outgrows its byte cap or its time."""
+    if text_bytes > settings.STREAM_MAX_BYTES:
+        return "length"
+    if elapsed_s > settings.STREAM_MAX_DURATION_S:
+        return "timeout"
+    return None
+
+
+def generation_worker_lost(*, message_id: int, message: str) -> bool:
+    """End an answer whose worker went silent, keeping its last checkpoint."""
+    return bool(
+        Message.objects.filter(pk=message_id, status__in=Message.LIVE_STATUSES).update(
+            status=Message.Status.ERROR,
+            finish_reason="error",
+            error_code="worker_lost",
+            error_text=message,
+            updated_at=timezone.now(),
+        )
+    )
 
 
 def _checked_content(content: str) -> str:

@@ -23,12 +23,21 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+
+
+def is_postgres(url: str) -> bool:
+    return url.startswith(("postgres://", "postgresql://"))
+
+
 @contextmanager
-def scratch_database(tmp_path: Path):
+def scratch_database(tmp_path: Path, *, postgres: bool = False):
     """A database for server processes: a fresh PostgreSQL one when DATABASE_URL names a
-    PostgreSQL server (as in CI), else an SQLite file."""
+    PostgreSQL server (as in CI) or `postgres` is asked for, else an SQLite file."""
     url = os.environ.get("DATABASE_URL", "")
-    if not url.startswith(("postgres://", "postgresql://")):
+    if postgres and not is_postgres(url):
+        url = POSTGRES_URL
+    if not is_postgres(url):
         yield f"sqlite:///{tmp_path / 'server.sqlite3'}"
         return
     import psycopg
@@ -54,8 +63,9 @@ def server_env(database_url: str, model_dir: Path, **extra) -> dict:
         ADAPTERS_DIR=str(model_dir / "adapters"),
         ENGINE_THREADS="1",
         SECRET_KEY="e2e-test-secret-key-" + "k" * 32,
-        **extra,
+        STREAM_RESUME_GRACE_S="0",
     )
+    env.update(extra)
     return env
 
 
@@ -64,25 +74,60 @@ def manage(env: dict, *args: str) -> None:
                    capture_output=True, timeout=300)
 
 
+class Server:
+    """A server process of ours, with its log, that a test may also kill."""
+
+    def __init__(self, args: list[str], env: dict, log_path: Path):
+        self.args, self.env, self.log_path = args, env, log_path
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "Server":
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, *self.args], cwd=ROOT, env=self.env, stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        return self
+
+    def kill(self) -> None:
+        """kill -9: no clean-up of any kind."""
+        self.process.kill()
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@contextmanager
+def running(server: Server):
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def daphne_server(env: dict, log_path: Path) -> tuple[Server, str]:
+    port = free_port()
+    args = ["-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "chatsite.asgi:application"]
+    return Server(args, env, log_path), f"http://127.0.0.1:{port}"
+
+
 @contextmanager
 def daphne(env: dict, log_path: Path):
-    port = free_port()
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-             "chatsite.asgi:application"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
-        base_url = f"http://127.0.0.1:{port}"
-        try:
-            wait_until_healthy(base_url, process, log_path)
-            yield base_url
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+    server, base_url = daphne_server(env, log_path)
+    with running(server):
+        wait_until_healthy(base_url, server.process, log_path)
+        yield base_url
 
 
 def wait_until_healthy(base_url: str, process: subprocess.Popen, log_path: Path) -> None:
@@ -91,9 +136,9 @@ def wait_until_healthy(base_url: str, process: subprocess.Popen, log_path: Path)
         if process.poll() is not None:
             raise RuntimeError(f"daphne exited early:\n{log_path.read_text()}")
         try:
-            if requests.get(f"{base_url}/healthz", timeout=1).status_code == 200:
+            if requests.get(f"{base_url}/healthz", timeout=5).status_code == 200:
                 return
-        except requests.ConnectionError:
+        except requests.RequestException:  # not up yet, or too busy starting to answer
             pass
         time.sleep(0.2)
     raise RuntimeError(f"daphne did not become healthy:\n{log_path.read_text()}")

@@ -7,6 +7,7 @@ import time
 import pytest
 import websockets
 
+from tests.e2e.clients import messages, open_socket, socket_url, until_end
 from tests.e2e.servers import daphne, manage, scratch_database, server_env, sign_up
 from tests.settings import TEST_MODEL_DIR
 
@@ -22,30 +23,6 @@ def live_server_url(demo_model, tmp_path_factory):
         manage(env, "make_demo_model")
         with daphne(env, tmp_path / "daphne.log") as base_url:
             yield base_url
-
-
-def socket_url(base_url: str) -> str:
-    return base_url.replace("http://", "ws://") + "/ws/chat/"
-
-
-async def open_socket(base_url: str, session):
-    cookie = "; ".join(f"{k}={v}" for k, v in session.cookies.items())
-    return await websockets.connect(
-        socket_url(base_url), origin=base_url, additional_headers={"Cookie": cookie}
-    )
-
-
-async def until_end(ws) -> list[dict]:
-    events = []
-    while not events or events[-1]["type"] != "inference.end":
-        events.append(json.loads(await asyncio.wait_for(ws.recv(), 30)))
-    return events
-
-
-def messages(session, base_url, conversation_id):
-    response = session.get(f"{base_url}/api/v1/conversations/{conversation_id}/messages/")
-    assert response.status_code == 200
-    return response.json()
 
 
 def test_it_streams_an_answer_that_the_read_api_then_shows_complete(live_server_url):

@@ -1,0 +1,222 @@
+"""The GPU worker side of celery mode (docs/ARCHITECTURE.md, "Celery mode").
+
+A worker process owns one engine; each Celery task (one pool thread per concurrent generation)
+submits its request to that engine, so every task of the process shares the engine's batch. The
+task thread then drives its generation: it writes each event to the token log, checkpoints the
+text to the database every `CHECKPOINT_EVERY_S`, applies Stop, the disconnect policy and the
+stream caps, and saves the final state. Two daemon threads per process: a heartbeat, and a
+listener on the control channel that wakes the right task at once on Stop or on a client leaving.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+
+from django.conf import settings
+from redis.exceptions import ResponseError
+
+from chatsite.chat import envelopes, services, tokenlog
+from chatsite.chat.engine import local_engine
+from chatsite.chat.errors import ChatError
+from inference.types import Engine, Event, Failed, Finished, GenerationRequest, TextDelta
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_EVERY_S = 0.5
+POLICY_EVERY_S = 0.25
+WORKER_NAME = f"{socket.gethostname()}:{os.getpid()}"
+
+_live: dict[int, "WorkerGeneration"] = {}
+_started = threading.Lock()
+_threads_running = False
+
+
+def generate(message_id: int, params: dict, grace_s: float) -> None:
+    """Run one generation to its end in this thread (called by the Celery task).
+
+    `grace_s` comes from the web tier that took the request: the disconnect policy is the web
+    tier's setting, the worker only applies it."""
+    _ensure_process_threads()
+    redis = tokenlog.sync_client()
+    if not services.generation_claim(message_id=message_id, worker=WORKER_NAME):
+        log.info("message %s was claimed or ended already; not generating it again", message_id)
+        return
+    redis.set(tokenlog.owner_key(message_id), WORKER_NAME)
+    request = services.generation_request(message_id=message_id, params=params)
+    generation = WorkerGeneration(message_id, request, redis, grace_s)
+    _live[message_id] = generation
+    try:
+        generation.run()
+    finally:
+        _live.pop(message_id, None)
+
+
+class WorkerGeneration:
+    def __init__(self, message_id: int, request: GenerationRequest, redis, grace_s: float):
+        self.message_id = message_id
+        self.grace_s = grace_s
+        self.request = request
+        self.redis = redis
+        self.events: queue.Queue[Event | str] = queue.Queue()
+        self.engine: Engine | None = None
+        self.seq = 0  # the start event (seq 0) was written by the web tier
+        self.parts: list[str] = []
+        self.bytes = 0
+        self.failed: Failed | None = None
+        self.cancel_cause: str | None = None
+        self.started_at = time.monotonic()
+        self.unwatched_since: float | None = None
+        self.saved_chars = -1
+
+    # --- the loop -------------------------------------------------------------------------------
+    def run(self) -> None:
+        try:
+            self.engine = local_engine()
+        except ChatError as err:
+            self._on(Failed(err.code, err.message))
+            self._on(Finished("error", 0, 0, None, 0.0))
+            return
+        if self.redis.exists(tokenlog.stop_key(self.message_id)):
+            self.cancel("stopped")
+        self.engine.submit(self.request, self.events.put)
+        next_checkpoint = next_policy = time.monotonic()
+        while True:
+            try:
+                item = self.events.get(timeout=POLICY_EVERY_S / 2)
+            except queue.Empty:
+                item = None
+            if isinstance(item, str):
+                self._on_control(item)
+            elif item is not None and self._on(item):
+                return
+            now = time.monotonic()
+            if now >= next_policy:
+                self._apply_policy(now)
+                next_policy = now + POLICY_EVERY_S
+            if now >= next_checkpoint:
+                self._checkpoint()
+                next_checkpoint = now + CHECKPOINT_EVERY_S
+
+    def _on(self, event: Event) -> bool:
+        """Handle one engine event; True once the generation has ended."""
+        if isinstance(event, TextDelta):
+            self.parts.append(event.text)
+            self.bytes += len(event.text.encode())
+            self._append(envelopes.token(message=self.message_id, text=event.text, index=event.index))
+            cause = services.cap_reached(
+                text_bytes=self.bytes, elapsed_s=time.monotonic() - self.started_at
+            )
+            if cause:
+                self.cancel(cause)
+        elif isinstance(event, Failed):
+            self.failed = event
+            self._append(envelopes.error(ChatError(event.code, event.message), message=self.message_id))
+        elif isinstance(event, Finished):
+            self._finish(event)
+            return True
+        return False
+
+    def _finish(self, finished: Finished) -> None:
+        services.generation_finish(
+            message_id=self.message_id,
+            content="".join(self.parts),
+            finished=finished,
+            cancel_cause=self.cancel_cause,
+            error_code=self.failed.code if self.failed else "",
+            error_text=self.failed.message if self.failed else "",
+        )
+        self._append(
+            envelopes.end(
+                message=self.message_id,
+                reason=services.end_reason(finished, self.cancel_cause),
+                prompt_tokens=finished.prompt_tokens,
+                completion_tokens=finished.completion_tokens,
+                ttft_ms=finished.ttft_ms,
+                total_ms=finished.total_ms,
+            )
+        )
+        tokenlog.close(self.redis, self.message_id)
+
+    # --- policy ---------------------------------------------------------------------------------
+    def cancel(self, cause: str) -> None:
+        if self.cancel_cause is None and self.engine is not None:
+            self.cancel_cause = cause
+            self.engine.cancel(self.request.id)
+
+    def _on_control(self, op: str) -> None:
+        if op == "stop":
+            self.cancel("stopped")
+        elif op == "detached":
+            self._checkpoint()  # the last client left: its text is safe at once
+            self._apply_policy(time.monotonic())
+
+    def _apply_policy(self, now: float) -> None:
+        """Cancel once nobody has followed the answer for STREAM_RESUME_GRACE_S."""
+        if now - self.started_at > settings.STREAM_MAX_DURATION_S:
+            self.cancel("timeout")
+        if tokenlog.live_watchers(self.redis, self.message_id):
+            self.unwatched_since = None
+            return
+        if self.unwatched_since is None:
+            self.unwatched_since = now
+        if now - self.unwatched_since >= self.grace_s:
+            self.cancel("interrupted")
+
+    # --- writes ---------------------------------------------------------------------------------
+    def _append(self, envelope: dict) -> None:
+        self.seq += 1
+        try:
+            tokenlog.append(self.redis, self.message_id, self.seq, envelope)
+        except ResponseError:
+            # The reaper ended this answer (we were silent too long): stop generating it.
+            log.warning("answer %s was ended by the reaper; cancelling", self.message_id)
+            self.cancel("interrupted")
+
+    def _checkpoint(self) -> None:
+        text = "".join(self.parts)
+        if len(text) != self.saved_chars:
+            self.saved_chars = len(text)
+            services.generation_checkpoint(message_id=self.message_id, content=text)
+
+
+# --- per-process threads --------------------------------------------------------------------
+def start_process() -> None:
+    """Heartbeat and control threads, and the engine, when the worker starts."""
+    _ensure_process_threads()
+    try:
+        local_engine()
+    except ChatError as err:
+        log.error("%s", err.message)
+
+
+def _ensure_process_threads() -> None:
+    global _threads_running
+    with _started:
+        if not _threads_running:
+            _threads_running = True
+            for target in (_heartbeat, _listen_for_control):
+                threading.Thread(target=target, name=target.__name__, daemon=True).start()
+
+
+def _heartbeat() -> None:
+    redis = tokenlog.sync_client()
+    ttl_ms = int(settings.WORKER_LOST_AFTER_S * 1000)
+    while True:
+        redis.set(tokenlog.heartbeat_key(WORKER_NAME), "alive", px=ttl_ms)
+        time.sleep(settings.WORKER_HEARTBEAT_S)
+
+
+def _listen_for_control() -> None:
+    pubsub = tokenlog.sync_client().pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(tokenlog.CONTROL_CHANNEL)
+    for item in pubsub.listen():
+        notice = json.loads(item["data"])
+        generation = _live.get(notice["message"])
+        if generation is not None:
+            generation.events.put(notice["op"])
