@@ -42,6 +42,7 @@ from inference.types import AdapterRef, ChatTurn, Finished, GenerationRequest, S
 ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 SHAPES = {  # hidden, intermediate, layers, heads, kv heads, vocabulary (None: the demo words)
     "30m": dict(hidden_size=512, intermediate_size=1536, layers=9, heads=8, kv_heads=4),
+    "tiny": dict(hidden_size=64, intermediate_size=128, layers=2, heads=4, kv_heads=2),  # tests
     "1b": dict(hidden_size=2048, intermediate_size=8192, layers=16, heads=32, kv_heads=8),
 }
 TARGETS = {"mixed_over_same": 0.9, "mixed_over_sequential": 4.0, "mixed_over_peft": 1.5}

@@ -12,8 +12,22 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
+
+from inference.errors import InferenceError
 
 from inference.lora import BASE_SLOT, LoraContext, new_rows_version
+
+
+def check_supported(model) -> None:
+    """Refuse models whose cache this layout cannot pad and splice (sliding-window layers)."""
+    layers = DynamicCache(config=model.config).layers
+    if any(type(layer) is not DynamicLayer for layer in layers):
+        raise InferenceError(
+            "unsupported_model",
+            "This base model uses sliding-window attention, which the batching engine "
+            "does not support yet.",
+        )
 
 
 class Batch:

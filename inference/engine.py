@@ -23,7 +23,7 @@ from typing import TypeVar
 import torch
 
 from inference.adapter_cache import AdapterCache
-from inference.batch import Batch
+from inference.batch import Batch, check_supported
 from inference.detok import IncrementalDetokenizer
 from inference.errors import InferenceError
 from inference.lora import LoraLayers
@@ -101,6 +101,7 @@ class BatchEngine:
     ):
         self._base: BaseModel = load_base_model(base_model, device=device)
         model = self._base.model
+        check_supported(model)
         self._layers = LoraLayers(model, slots=max_adapters + 1)
         self._adapters = AdapterCache(
             self._layers,
