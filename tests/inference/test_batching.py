@@ -1,6 +1,7 @@
 """Continuous batching: rows for different adapters share each forward pass, join at step
 boundaries, leave at once, and each answers exactly as it would alone through plain PEFT."""
 
+import json
 import random
 import threading
 
@@ -202,3 +203,20 @@ def test_it_refuses_a_request_larger_than_the_token_budget(two_row_engine):
 
     assert stream.failure.code == "context_too_long"
     assert "token budget of 200" in stream.failure.message
+
+
+def test_it_scales_like_peft_with_rslora_and_alpha_patterns(engine, demo_model, tmp_path):
+    refs = make_test_adapters(demo_model.base_dir, tmp_path)
+    ref = refs["r8-attn"]
+    config_path = f"{ref.path}/adapter_config.json"
+    config = json.loads(open(config_path).read())
+    config.update(use_rslora=True, alpha_pattern={"q_proj": 3, "layers.1.self_attn.v_proj": 40})
+    open(config_path, "w").write(json.dumps(config))
+    reference = PeftReference(demo_model.base_dir, {ref.name: ref})
+    prompt = "the river and the stone"
+
+    params = SamplingParams(temperature=0.0, max_new_tokens=20)
+    stream = run(engine, GenerationRequest(id="scaled", prompt=prompt, adapter=ref, params=params))
+
+    expected = reference.completion(prompt, ref, 20)
+    assert stream.text == reference.tokenizer.decode(expected, skip_special_tokens=True)
