@@ -31,19 +31,25 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import torch  # noqa: E402
+import torch
 
-from inference.demo import build_demo_model, build_tokenizer  # noqa: E402
-from inference.demo_words import WORDS  # noqa: E402
-from inference.engine import BatchEngine  # noqa: E402
-from inference.synthetic import random_llama, save_random_adapter  # noqa: E402
-from inference.types import AdapterRef, ChatTurn, Finished, GenerationRequest, SamplingParams  # noqa: E402
+from inference.demo import build_demo_model, build_tokenizer
+from inference.demo_words import WORDS
+from inference.engine import BatchEngine
+from inference.synthetic import random_llama, save_random_adapter
+from inference.types import (
+    AdapterRef,
+    ChatTurn,
+    Finished,
+    GenerationRequest,
+    SamplingParams,
+)
 
 ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-SHAPES = {  # hidden, intermediate, layers, heads, kv heads, vocabulary (None: the demo words)
-    "30m": dict(hidden_size=512, intermediate_size=1536, layers=9, heads=8, kv_heads=4),
-    "tiny": dict(hidden_size=64, intermediate_size=128, layers=2, heads=4, kv_heads=2),  # tests
-    "1b": dict(hidden_size=2048, intermediate_size=8192, layers=16, heads=32, kv_heads=8),
+SHAPES = {  # the generated model's shape; its vocabulary is the demo tokenizer's words
+    "30m": {"hidden_size": 512, "intermediate_size": 1536, "layers": 9, "heads": 8, "kv_heads": 4},
+    "tiny": {"hidden_size": 64, "intermediate_size": 128, "layers": 2, "heads": 4, "kv_heads": 2},
+    "1b": {"hidden_size": 2048, "intermediate_size": 8192, "layers": 16, "heads": 32, "kv_heads": 8},
 }
 TARGETS = {"mixed_over_same": 0.9, "mixed_over_sequential": 4.0, "mixed_over_peft": 1.5}
 TTFT_TARGET = 1.5

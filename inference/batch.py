@@ -15,7 +15,6 @@ from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
 from inference.errors import InferenceError
-
 from inference.lora import BASE_SLOT, LoraContext, new_rows_version
 
 

@@ -251,7 +251,7 @@ class BatchEngine:
         for command, future in commands:
             try:
                 future.set_result(command())
-            except BaseException as error:
+            except Exception as error:  # noqa: BLE001 - the caller gets it, as if it ran it
                 future.set_exception(error)
 
     def _drop_cancelled(self) -> None:

@@ -150,8 +150,7 @@ class LoraLayers:
     def linear_names(self) -> list[str]:
         names = []
         for name, module in self._model.named_modules():
-            if isinstance(module, BatchedLoraLinear):
-                names.append(name)
-            elif isinstance(module, nn.Linear) and not name.endswith(".base"):
+            wrapped = isinstance(module, BatchedLoraLinear)
+            if wrapped or (isinstance(module, nn.Linear) and not name.endswith(".base")):
                 names.append(name)
         return names

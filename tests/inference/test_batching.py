@@ -4,12 +4,19 @@ boundaries, leave at once, and each answers exactly as it would alone through pl
 import json
 import random
 import threading
+from pathlib import Path
 
 import pytest
 
 from inference.demo_words import WORDS
 from inference.engine import BatchEngine
-from inference.types import Finished, GenerationRequest, SamplingParams, Started, TextDelta
+from inference.types import (
+    Finished,
+    GenerationRequest,
+    SamplingParams,
+    Started,
+    TextDelta,
+)
 from tests.inference.helpers import PeftReference, Stream, chat, make_test_adapters, run
 
 
@@ -71,13 +78,12 @@ def run_plan(engine, plan: list[dict]) -> list[Stream]:
     def sink_for(index):
         def sink(event):
             streams[index](event)
-            joins_now = isinstance(event, Finished) or (
-                isinstance(event, TextDelta) and event.index >= 0
-            )
+            if not isinstance(event, (TextDelta, Finished)):
+                return
             for later, item in enumerate(plan):
-                if item["after"] == index and joins_now:
-                    if isinstance(event, Finished) or event.index >= item["at_delta"]:
-                        submit(later)
+                reached = isinstance(event, Finished) or event.index >= item["at_delta"]
+                if item["after"] == index and reached:
+                    submit(later)
 
         return sink
 
@@ -120,7 +126,7 @@ def test_it_runs_rows_for_several_adapters_in_one_forward_pass(engine, test_adap
 
 
 def test_it_repeats_a_seeded_sample_whatever_shares_the_batch(engine, adapters):
-    sampled = dict(temperature=1.0, top_p=0.9, seed=11, max_new_tokens=15)
+    sampled = {"temperature": 1.0, "top_p": 0.9, "seed": 11, "max_new_tokens": 15}
     alone = run(engine, chat(adapters["demo-poet"], **sampled))
 
     neighbours = [Stream() for _ in range(3)]
@@ -208,10 +214,10 @@ def test_it_refuses_a_request_larger_than_the_token_budget(two_row_engine):
 def test_it_scales_like_peft_with_rslora_and_alpha_patterns(engine, demo_model, tmp_path):
     refs = make_test_adapters(demo_model.base_dir, tmp_path)
     ref = refs["r8-attn"]
-    config_path = f"{ref.path}/adapter_config.json"
-    config = json.loads(open(config_path).read())
+    config_path = Path(ref.path) / "adapter_config.json"
+    config = json.loads(config_path.read_text())
     config.update(use_rslora=True, alpha_pattern={"q_proj": 3, "layers.1.self_attn.v_proj": 40})
-    open(config_path, "w").write(json.dumps(config))
+    config_path.write_text(json.dumps(config))
     reference = PeftReference(demo_model.base_dir, {ref.name: ref})
     prompt = "the river and the stone"
 

@@ -13,7 +13,7 @@ def test_it_prints_the_ratios_as_json_on_its_last_line():
     command = [sys.executable, "bench/engine.py", "--quick", "--json", "--shape", "tiny", "--skip-demo",
                "--batch", "2", "--new-tokens", "4", "--rank", "4", "--threads", "1"]
 
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=170)
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=170, check=False)
 
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout.strip().splitlines()[-1])

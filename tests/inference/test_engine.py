@@ -1,12 +1,17 @@
 """BatchEngine: streaming, limits, stop strings, sampling and cancellation on the demo model."""
 
-import threading
 
 import pytest
 from transformers import AutoTokenizer
 
 from inference.engine import BatchEngine
-from inference.types import Finished, GenerationRequest, SamplingParams, Started, TextDelta
+from inference.types import (
+    Finished,
+    GenerationRequest,
+    SamplingParams,
+    Started,
+    TextDelta,
+)
 from tests.inference.helpers import Stream, chat, reference_text, run
 
 
