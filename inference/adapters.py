@@ -1,23 +1,23 @@
-"""Attaching LoRA adapters to the one shared base model, and switching between them per request.
+"""Reading a LoRA adapter from disk and checking it against the base model.
 
 As in vLLM's `vllm/lora/`, an `AdapterRef` (inference.types) only names an adapter; this module
-checks its files before PEFT sees them, loads it once, and activates it for each forward pass.
+turns its directory into per-layer LoRA factors, and `inference.adapter_cache` keeps them.
 Only safetensors weights are read: a pickle file (`adapter_model.bin`) can run code when loaded.
+Every problem becomes an `AdapterError` with a sentence that says what is wrong.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
-import logging
+import math
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from peft import PeftModel
-from safetensors import safe_open
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 
 from inference.errors import AdapterError
 from inference.types import AdapterRef
@@ -30,73 +30,50 @@ PICKLE_WEIGHTS = ("adapter_model.bin", "adapter_model.pt", "adapter_model.pth")
 # adapter is attached, which would change every other request's answers on the shared base.
 SHARED_BASE_SAFE_INITS = (True, False, "gaussian")
 
-logger = logging.getLogger(__name__)
-
 LORA_WEIGHT_KEY = re.compile(r"^base_model\.model\.(?P<module>.+)\.lora_(?P<factor>[AB])\.weight$")
 
+# Looks up a base layer by module name: the Linear, or None when the model has no such layer.
+LayerLookup = Callable[[str], "torch.nn.Module | None"]
 
-class LoadedAdapters:
-    """The adapters attached to the base model. Not thread-safe: the engine thread owns it."""
 
-    def __init__(self, base: torch.nn.Module, device: torch.device):
-        self._base = base
-        self._device = device
-        self._peft: PeftModel | None = None  # wraps `base` once the first adapter arrives
-        self._names: dict[AdapterRef, str] = {}  # our reference -> PEFT's adapter name
-        self._counter = itertools.count()
+@dataclass(frozen=True)
+class AdapterWeights:
+    """One adapter, ready for the batched layers: per module, a [rank, in] and a scaled
+    [out, rank] factor."""
 
-    def load(self, ref: AdapterRef) -> None:
-        """Attach the adapter unless it already is; raise AdapterError when it cannot be used."""
-        if ref in self._names:
-            return
-        path = Path(ref.path)
-        check_adapter_files(ref)
-        check_adapter_config(ref)
-        check_weights_fit(self._base, ref)
-        # PEFT adapter names become module keys, so they must not contain dots; never reuse one,
-        # in case a failed load left its name behind.
-        peft_name = f"adapter_{next(self._counter)}"
-        try:
-            self._attach(path, peft_name)
-        except Exception as error:
-            self._discard(peft_name)
-            raise AdapterError(
-                "invalid_adapter", f"The adapter {ref.name!r} could not be loaded: {error}"
-            ) from error
-        self._names[ref] = peft_name
+    ref: AdapterRef
+    factors: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    rank: int  # the largest rank of any module
+    nbytes: int
 
-    @contextmanager
-    def activated(self, ref: AdapterRef | None) -> Iterator[torch.nn.Module]:
-        """Yield the model to run with this adapter switched on (None: the plain base model)."""
-        if ref is None and self._peft is None:
-            yield self._base
-        elif ref is None:
-            with self._peft.disable_adapter():
-                yield self._peft
-        else:
-            self.load(ref)
-            name = self._names[ref]
-            if self._peft.active_adapter != name:
-                self._peft.set_adapter(name, inference_mode=True)
-            yield self._peft
 
-    def _attach(self, path: Path, peft_name: str) -> None:
-        device = str(self._device)
-        if self._peft is None:
-            self._peft = PeftModel.from_pretrained(
-                self._base, path, adapter_name=peft_name, torch_device=device
-            )
-        else:
-            self._peft.load_adapter(path, adapter_name=peft_name, torch_device=device)
-        self._peft.eval()
-
-    def _discard(self, peft_name: str) -> None:
-        """Remove what a failed load left behind, without hiding why it failed."""
-        try:
-            if self._peft is not None and peft_name in self._peft.peft_config:
-                self._peft.delete_adapter(peft_name)
-        except Exception:
-            logger.exception("Could not remove the half-loaded adapter %s", peft_name)
+def read_adapter(
+    ref: AdapterRef,
+    *,
+    layer: LayerLookup,
+    linear_names: list[str],
+    max_rank: int,
+    dtype: torch.dtype,
+    device: torch.device,
+) -> AdapterWeights:
+    """Load and check an adapter; raise AdapterError when this base model cannot use it."""
+    check_adapter_files(ref)
+    config = check_adapter_config(ref)
+    _check_targets_exist(ref, config, linear_names)
+    tensors = _read_tensors(ref)
+    factors = {}
+    for module, (a, b) in _pair_factors(ref, tensors).items():
+        _check_shapes(ref, module, a, b, layer(module), max_rank)
+        scale = _scaling(config, module, a.shape[0])
+        factors[module] = (
+            a.to(device=device, dtype=dtype),
+            (b.float() * scale).to(device=device, dtype=dtype),
+        )
+    if not factors:
+        raise AdapterError("invalid_adapter", f"The adapter {ref.name!r} has no LoRA weights.")
+    rank = max(a.shape[0] for a, _ in factors.values())
+    nbytes = sum(t.numel() * t.element_size() for pair in factors.values() for t in pair)
+    return AdapterWeights(ref, factors, rank, nbytes)
 
 
 def check_adapter_files(ref: AdapterRef) -> None:
@@ -119,7 +96,7 @@ def check_adapter_files(ref: AdapterRef) -> None:
     raise AdapterError("unknown_adapter", f"The adapter {ref.name!r} has no {WEIGHTS_NAME} file.")
 
 
-def check_adapter_config(ref: AdapterRef) -> None:
+def check_adapter_config(ref: AdapterRef) -> dict:
     """Read adapter_config.json ourselves, so a bad file gives a clear message, not a traceback."""
     try:
         config = json.loads((Path(ref.path) / CONFIG_NAME).read_text())
@@ -140,43 +117,95 @@ def check_adapter_config(ref: AdapterRef) -> None:
             "invalid_adapter",
             f"The adapter {ref.name!r} replicates layers, which a shared base model cannot do.",
         )
+    for key, refusal in UNSUPPORTED_OPTIONS.items():
+        if config.get(key):
+            raise AdapterError("invalid_adapter", f"The adapter {ref.name!r} uses {key}, {refusal}.")
+    return config
 
 
-def check_weights_fit(base: torch.nn.Module, ref: AdapterRef) -> None:
-    """Compare the weight shapes (read from the file header only) with the base model's layers.
+# Options that change more than the low-rank product, so a shared base cannot serve them.
+UNSUPPORTED_OPTIONS = {
+    "use_dora": "which Patchbay does not serve yet; merge it or retrain as plain LoRA",
+    "modules_to_save": "which replaces whole layers of the shared base model",
+    "trainable_token_indices": "which changes the shared embeddings",
+    "lora_bias": "which adds a bias Patchbay does not serve",
+}
 
-    An adapter trained for another base model is the common mistake. Catching it here, before
-    PEFT starts wrapping layers, leaves the shared base model untouched.
-    """
+
+def _check_targets_exist(ref: AdapterRef, config: dict, linear_names: list[str]) -> None:
+    targets = config.get("target_modules")
+    if isinstance(targets, str):
+        found = any(re.fullmatch(targets, name) for name in linear_names)
+        missing = [] if found else [targets]
+    else:
+        suffixes = {name.rsplit(".", 1)[-1] for name in linear_names}
+        missing = [t for t in targets or () if t not in suffixes and t not in linear_names]
+    if missing:
+        raise AdapterError(
+            "invalid_adapter",
+            f"The adapter {ref.name!r} was not trained for this base model: it targets "
+            f"{', '.join(map(str, missing))}, which this model does not have as linear layers.",
+        )
+
+
+def _read_tensors(ref: AdapterRef) -> dict[str, torch.Tensor]:
     try:
-        with safe_open(Path(ref.path) / WEIGHTS_NAME, framework="pt") as weights:
-            shapes = {key: weights.get_slice(key).get_shape() for key in weights.keys()}
-    except Exception as error:  # safetensors raises its own error type for a damaged file
+        return load_file(Path(ref.path) / WEIGHTS_NAME, device="cpu")
+    except (OSError, SafetensorError, ValueError) as error:
         raise AdapterError(
             "invalid_adapter", f"The adapter {ref.name!r} has an unreadable {WEIGHTS_NAME}: {error}"
         ) from error
-    for key, shape in shapes.items():
+
+
+def _pair_factors(ref: AdapterRef, tensors: dict[str, torch.Tensor]) -> dict[str, tuple]:
+    pairs: dict[str, dict[str, torch.Tensor]] = {}
+    for key, tensor in tensors.items():
         match = LORA_WEIGHT_KEY.match(key)
-        if match:
-            _check_factor_fits(base, ref, match["module"], match["factor"], shape)
-
-
-def _check_factor_fits(
-    base: torch.nn.Module, ref: AdapterRef, module_name: str, factor: str, shape: list[int]
-) -> None:
-    mismatch = f"The adapter {ref.name!r} was not trained for this base model"
-    try:
-        module = base.get_submodule(module_name)
-    except AttributeError:
-        raise AdapterError(
-            "invalid_adapter", f"{mismatch}: it has no layer {module_name}."
-        ) from None
-    # lora_A is (rank, in_features), lora_B is (out_features, rank).
-    expected = getattr(module, "in_features" if factor == "A" else "out_features", None)
-    actual = shape[1] if factor == "A" else shape[0]
-    if expected is not None and len(shape) == 2 and actual != expected:
+        if not match:
+            raise AdapterError(
+                "invalid_adapter",
+                f"The adapter {ref.name!r} has a weight Patchbay cannot serve: {key}.",
+            )
+        pairs.setdefault(match["module"], {})[match["factor"]] = tensor
+    incomplete = [module for module, pair in pairs.items() if len(pair) != 2]
+    if incomplete:
         raise AdapterError(
             "invalid_adapter",
-            f"{mismatch}: layer {module_name} has {expected} features, "
-            f"the adapter expects {actual}.",
+            f"The adapter {ref.name!r} lacks lora_A or lora_B for {incomplete[0]}.",
         )
+    return {module: (pair["A"], pair["B"]) for module, pair in pairs.items()}
+
+
+def _check_shapes(
+    ref: AdapterRef, module: str, a: torch.Tensor, b: torch.Tensor, base, max_rank: int
+) -> None:
+    mismatch = f"The adapter {ref.name!r} was not trained for this base model"
+    if base is None or not isinstance(base, torch.nn.Linear):
+        raise AdapterError("invalid_adapter", f"{mismatch}: it has no linear layer {module}.")
+    if a.dim() != 2 or b.dim() != 2 or a.shape[0] != b.shape[1]:
+        raise AdapterError(
+            "invalid_adapter", f"The adapter {ref.name!r} has malformed factors for {module}."
+        )
+    # lora_A is (rank, in_features), lora_B is (out_features, rank).
+    if a.shape[1] != base.in_features or b.shape[0] != base.out_features:
+        raise AdapterError(
+            "invalid_adapter",
+            f"{mismatch}: layer {module} maps {base.in_features} to {base.out_features} "
+            f"features, the adapter expects {a.shape[1]} to {b.shape[0]}.",
+        )
+    if a.shape[0] > max_rank:
+        raise AdapterError(
+            "invalid_adapter",
+            f"The adapter {ref.name!r} has rank {a.shape[0]} at {module}; this server takes "
+            f"ranks up to {max_rank} (ADAPTER_MAX_RANK).",
+        )
+
+
+def _scaling(config: dict, module: str, rank: int) -> float:
+    """PEFT's scaling: lora_alpha / r, or / sqrt(r) with rsLoRA; alpha_pattern may override."""
+    alpha = config.get("lora_alpha", 8)
+    for pattern, value in (config.get("alpha_pattern") or {}).items():
+        if re.match(rf"(.*\.)?({pattern})$", module):
+            alpha = value
+            break
+    return alpha / math.sqrt(rank) if config.get("use_rslora") else alpha / rank

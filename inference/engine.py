@@ -1,10 +1,12 @@
-"""The PEFT engine: one base model, LoRA adapters swapped per request, one decode thread.
+"""The batching engine: one decode loop over every live request, each with its own adapter.
 
 See docs/ARCHITECTURE.md, "Engine". Callers `submit` requests from any thread; a single daemon
-thread owns the model. Each turn of its loop it admits queued requests, then moves every active
-request forward by one token, in turn, each with its own KV cache and its own adapter. This
-simple scheduler runs one sequence per forward pass; a batched multi-adapter one can replace it
-behind the same `Engine` interface. Every sink call happens on the engine thread.
+thread owns the model. Each turn of its loop is one step: it ends cancelled requests, admits
+waiting ones first come first served (within the batch size, the token budget and the adapter
+slots), prefills them together, then decodes one token for every row of the batch in a single
+forward pass. Rows carry their own adapter slot (`inference.lora`), sampler, seed, stop
+strings and detokenizer. A full wait queue refuses new work with `overloaded`. Every sink
+call happens on the engine thread.
 """
 
 from __future__ import annotations
@@ -13,18 +15,23 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypeVar
 
 import torch
 
-from inference.adapters import LoadedAdapters
+from inference.adapter_cache import AdapterCache
+from inference.batch import Batch, check_supported
 from inference.detok import IncrementalDetokenizer
 from inference.errors import InferenceError
+from inference.lora import LoraLayers
 from inference.model import BaseModel, load_base_model
 from inference.sampling import Sampler
 from inference.stops import StopMatcher
 from inference.types import (
+    AdapterRef,
     Event,
     EventSink,
     Failed,
@@ -39,6 +46,7 @@ from inference.types import (
 logger = logging.getLogger(__name__)
 
 INTERNAL_FAILURE = Failed("internal", "The request failed inside the engine; it has been logged.")
+T = TypeVar("T")
 
 
 @dataclass(eq=False)
@@ -52,34 +60,59 @@ class _Job:
 
 
 @dataclass(eq=False)
-class _Generation:
-    """An admitted request's decoding state. Only the engine thread touches it."""
+class _Row:
+    """An admitted request's decoding state: one row of the batch. Engine thread only."""
 
     job: _Job
-    prompt_tokens: int
-    next_input: torch.Tensor  # the whole prompt at first, then the last sampled token
+    prompt: list[int]
+    slot: int  # its adapter's slot in the batched LoRA layers
     sampler: Sampler
     detokenizer: IncrementalDetokenizer
     stops: StopMatcher
-    cache: Any = None  # the model's past_key_values
+    last_token: int = -1
     completion_tokens: int = 0
     deltas_sent: int = 0
     unsent_token_ids: list[int] = field(default_factory=list)
     first_delta_at: float | None = None
+    done: bool = False
+
+    @property
+    def params(self) -> SamplingParams:
+        return self.job.request.params
+
+    @property
+    def reserved_tokens(self) -> int:
+        """The most cache this row can ever hold, counted against the token budget."""
+        return len(self.prompt) + self.params.max_new_tokens
 
 
-class PeftEngine:
+class BatchEngine:
     def __init__(
         self,
         base_model: str,
         *,
         device: str | None = None,
-        max_active: int = 16,
+        max_batch_size: int = 16,
+        max_batch_tokens: int = 65536,
         max_queued: int = 256,
+        max_adapters: int = 32,
+        adapter_cache_bytes: int = 2 << 30,
+        adapter_max_rank: int = 64,
     ):
         self._base: BaseModel = load_base_model(base_model, device=device)
-        self._adapters = LoadedAdapters(self._base.model, self._base.device)
-        self._max_active = max_active
+        model = self._base.model
+        check_supported(model)
+        self._layers = LoraLayers(model, slots=max_adapters + 1)
+        self._adapters = AdapterCache(
+            self._layers,
+            max_bytes=adapter_cache_bytes,
+            max_rank=adapter_max_rank,
+            dtype=model.dtype,
+            device=self._base.device,
+        )
+        self._batch = Batch(model, self._layers.context, self._base.device)
+        self._max_batch_size = max_batch_size
+        self._max_batch_tokens = max_batch_tokens
         self._max_queued = max_queued
         self._wakeup = threading.Condition()
         # Shared with callers' threads, guarded by self._wakeup:
@@ -88,11 +121,16 @@ class PeftEngine:
         # Requests that end before reaching the model (refused, or cancelled while queued): the
         # engine thread answers them, so that sinks are only ever called from that thread.
         self._unstarted: list[tuple[_Job, Failed | None]] = []
+        self._commands: deque[tuple[Callable[[], object], Future]] = deque()
         self._closed = False
-        # Engine thread only:
-        self._active: list[_Generation] = []
+        # Engine thread only: the batch's rows, in the order of the batch tensors.
+        self._rows: list[_Row] = []
         self._thread = threading.Thread(target=self._run, name="patchbay-engine", daemon=True)
         self._thread.start()
+
+    @property
+    def base(self) -> BaseModel:
+        return self._base
 
     # The Engine protocol. These never wait for model work.
 
@@ -126,6 +164,53 @@ class PeftEngine:
             self._wakeup.notify()
         self._thread.join()
 
+    # The adapter cache, for the admin and metrics. These wait for the current step to end.
+
+    def adapter_cache_stats(self) -> dict:
+        """Counters (hits, misses, loads, evictions, load_ms) and what is loaded now."""
+        return self._adapters.stats()
+
+    def preload(self, ref: AdapterRef, pin: bool = True) -> None:
+        """Load an adapter before anyone asks for it; pinned ones are never evicted for room."""
+        self._call(lambda: self._adapters.preload(ref, pin=pin))
+
+    def evict(self, name: str) -> bool:
+        """Unpin and drop the adapters of that name (once no row uses them); False: none."""
+        return self._call(lambda: self._adapters.evict(name))
+
+    def time_prefill(self, requests: list[GenerationRequest]) -> float:
+        """Milliseconds for one batched prefill of these requests plus one decode step, run
+        between steps with nothing else: the floor for their time to first token (benchmarks)."""
+        return self._call(lambda: self._time_prefill(requests))
+
+    def _time_prefill(self, requests: list[GenerationRequest]) -> float:
+        prompts = [self._base.encode(request) for request in requests]
+        slots = [self._adapters.acquire(request.adapter) for request in requests]
+        try:
+            batch = Batch(self._base.model, self._layers.context, self._base.device)
+            started = time.perf_counter()
+            with torch.inference_mode():
+                logits, fresh = batch.prefill(prompts, slots)
+                batch.extend(fresh)
+                # .tolist() waits for the device, as sampling does.
+                batch.decode(logits.argmax(dim=-1)).argmax(dim=-1).tolist()
+            return (time.perf_counter() - started) * 1000
+        finally:
+            for request in requests:
+                self._adapters.release(request.adapter)
+
+    def _call(self, command: Callable[[], T]) -> T:
+        """Run a command on the engine thread, between steps, and return what it returns."""
+        if threading.current_thread() is self._thread:
+            return command()
+        future: Future = Future()
+        with self._wakeup:
+            if self._closed:
+                raise RuntimeError("The engine is closed.")
+            self._commands.append((command, future))
+            self._wakeup.notify()
+        return future.result()
+
     def _refusal(self, request: GenerationRequest) -> Failed | None:
         if request.id in self._jobs:
             return Failed(
@@ -140,14 +225,17 @@ class PeftEngine:
     def _run(self) -> None:
         while self._wait_for_work():
             self._end_unstarted()
+            self._run_commands()
+            self._drop_cancelled()
             self._admit()
-            for generation in list(self._active):
-                self._advance(generation)
+            self._decode()
         self._shut_down()
 
     def _wait_for_work(self) -> bool:
         with self._wakeup:
-            while not (self._closed or self._queue or self._unstarted or self._active):
+            while not (
+                self._closed or self._queue or self._unstarted or self._rows or self._commands
+            ):
                 self._wakeup.wait()
             return not self._closed
 
@@ -157,34 +245,73 @@ class PeftEngine:
         for job, failure in unstarted:
             self._end_early(job, failure)
 
+    def _run_commands(self) -> None:
+        with self._wakeup:
+            commands, self._commands = self._commands, deque()
+        for command, future in commands:
+            try:
+                future.set_result(command())
+            except Exception as error:  # noqa: BLE001 - the caller gets it, as if it ran it
+                future.set_exception(error)
+
+    def _drop_cancelled(self) -> None:
+        for row in self._rows:
+            if row.job.cancelled and not row.done:
+                self._finish(row, "cancelled")
+        self._compact()
+
+    # Admission: first come first served, prefilled together, joining at a step boundary.
+
     def _admit(self) -> None:
-        while len(self._active) < self._max_active:
+        admitted: list[_Row] = []
+        reserved = sum(row.reserved_tokens for row in self._rows)
+        while len(self._rows) + len(admitted) < self._max_batch_size:
             with self._wakeup:
                 if not self._queue:
-                    return
+                    break
                 job = self._queue.popleft()
-            try:
-                self._active.append(self._start(job))
-            except InferenceError as error:
-                self._end_early(job, Failed(error.code, error.message))
-            except Exception:
-                logger.exception("Could not start request %s", job.request.id)
-                self._end_early(job, INTERNAL_FAILURE)
+            row = self._try_start(job, reserved)
+            if row is False:
+                with self._wakeup:
+                    self._queue.appendleft(job)  # it waits at the head of the queue
+                break
+            if row is not None:
+                admitted.append(row)
+                reserved += row.reserved_tokens
+        if admitted:
+            self._prefill(admitted)
 
-    def _start(self, job: _Job) -> _Generation:
+    def _try_start(self, job: _Job, reserved: int) -> _Row | None | bool:
+        """A new row; None when the request ended instead; False when it must wait."""
+        if job.cancelled:
+            self._end_early(job, None)
+            return None
+        try:
+            return self._start(job, reserved) or False
+        except InferenceError as error:
+            self._end_early(job, Failed(error.code, error.message))
+        except Exception:
+            logger.exception("Could not start request %s", job.request.id)
+            self._end_early(job, INTERNAL_FAILURE)
+        return None
+
+    def _start(self, job: _Job, reserved: int) -> _Row | None:
         params = job.request.params
         _check_params(params)
         prompt = self._base.encode(job.request)
         if not prompt:
             raise InferenceError("invalid_request", "The prompt is empty.")
         self._check_fits_context(len(prompt), params.max_new_tokens)
-        if job.request.adapter is not None:
-            self._adapters.load(job.request.adapter)
+        if reserved + len(prompt) + params.max_new_tokens > self._max_batch_tokens:
+            return None
+        slot = self._adapters.acquire(job.request.adapter)
+        if slot is None:
+            return None
         self._emit(job, Started(prompt_tokens=len(prompt)))
-        return _Generation(
+        return _Row(
             job=job,
-            prompt_tokens=len(prompt),
-            next_input=torch.tensor([prompt], device=self._base.device),
+            prompt=prompt,
+            slot=slot,
             sampler=Sampler(params),
             detokenizer=IncrementalDetokenizer(self._base.tokenizer),
             stops=StopMatcher(params.stop),
@@ -198,84 +325,121 @@ class PeftEngine:
                 f"The prompt has {prompt_tokens} tokens and up to {max_new_tokens} more were "
                 f"asked for, but this model reads at most {limit} tokens in all.",
             )
-
-    def _advance(self, generation: _Generation) -> None:
-        if generation.job.cancelled:
-            self._finish(generation, "cancelled")
-            return
-        try:
-            token_id = self._next_token(generation)
-            self._accept(generation, token_id)
-        except Exception:
-            logger.exception("Request %s failed while decoding", generation.job.request.id)
-            self._finish(generation, "error", INTERNAL_FAILURE)
-
-    def _next_token(self, generation: _Generation) -> int:
-        extra = {"logits_to_keep": 1} if self._base.accepts_logits_to_keep else {}
-        adapter = generation.job.request.adapter
-        with torch.inference_mode(), self._adapters.activated(adapter) as model:
-            output = model(
-                input_ids=generation.next_input,
-                past_key_values=generation.cache,
-                use_cache=True,
-                **extra,
+        if prompt_tokens + max_new_tokens > self._max_batch_tokens:
+            raise InferenceError(
+                "context_too_long",
+                f"The prompt has {prompt_tokens} tokens and up to {max_new_tokens} more were "
+                f"asked for, more than this server's token budget of {self._max_batch_tokens}.",
             )
-            generation.cache = output.past_key_values
-            return generation.sampler(output.logits[0, -1])
 
-    def _accept(self, generation: _Generation, token_id: int) -> None:
-        generation.completion_tokens += 1
-        if token_id in self._base.stop_token_ids:
-            self._send(generation, self._held_text(generation))
-            self._finish(generation, "stop")
+    def _prefill(self, rows: list[_Row]) -> None:
+        try:
+            with torch.inference_mode():
+                logits, fresh = self._batch.prefill(
+                    [row.prompt for row in rows], [row.slot for row in rows]
+                )
+            self._batch.extend(fresh)
+            self._rows.extend(rows)
+        except Exception:
+            logger.exception("A prefill of %d requests failed", len(rows))
+            for row in rows:
+                self._finish(row, "error", INTERNAL_FAILURE)
             return
-        generation.unsent_token_ids.append(token_id)
-        text, stopped = generation.stops.push(generation.detokenizer.push(token_id))
+        self._accept_all(rows, logits)
+
+    # Decoding: one forward pass for the whole batch.
+
+    def _decode(self) -> None:
+        if not self._rows:
+            return
+        tokens = torch.tensor([row.last_token for row in self._rows], device=self._base.device)
+        try:
+            with torch.inference_mode():
+                logits = self._batch.decode(tokens)
+        except Exception:
+            logger.exception("A decode step of %d requests failed", len(self._rows))
+            self._fail_batch()
+            return
+        self._accept_all(self._rows, logits)
+
+    def _accept_all(self, rows: list[_Row], logits: torch.Tensor) -> None:
+        greedy = logits.argmax(dim=-1).tolist()  # one call for every greedy row
+        for index, row in enumerate(rows):
+            if row.done:
+                continue
+            try:
+                token = greedy[index] if row.params.temperature == 0 else row.sampler(logits[index])
+                self._accept(row, token)
+            except Exception:
+                logger.exception("Request %s failed while decoding", row.job.request.id)
+                self._finish(row, "error", INTERNAL_FAILURE)
+        self._compact()
+
+    def _accept(self, row: _Row, token_id: int) -> None:
+        row.completion_tokens += 1
+        row.last_token = token_id
+        if row.job.cancelled:
+            self._finish(row, "cancelled")
+            return
+        if token_id in self._base.stop_token_ids and not row.params.ignore_eos:
+            self._send(row, self._held_text(row))
+            self._finish(row, "stop")
+            return
+        row.unsent_token_ids.append(token_id)
+        text, stopped = row.stops.push(row.detokenizer.push(token_id))
         if stopped:
-            self._send(generation, text)
-            self._finish(generation, "stop")
-        elif generation.completion_tokens >= generation.job.request.params.max_new_tokens:
-            self._send(generation, text + self._held_text(generation))
-            self._finish(generation, "length")
+            self._send(row, text)
+            self._finish(row, "stop")
+        elif row.completion_tokens >= row.params.max_new_tokens:
+            self._send(row, text + self._held_text(row))
+            self._finish(row, "length")
         else:
-            self._send(generation, text)
-            generation.next_input = torch.tensor([[token_id]], device=self._base.device)
+            self._send(row, text)
 
-    def _held_text(self, generation: _Generation) -> str:
+    def _held_text(self, row: _Row) -> str:
         """Text held back for a possible stop string or an unfinished character."""
-        text, stopped = generation.stops.push(generation.detokenizer.flush())
-        return text if stopped else text + generation.stops.flush()
+        text, stopped = row.stops.push(row.detokenizer.flush())
+        return text if stopped else text + row.stops.flush()
 
-    def _send(self, generation: _Generation, text: str) -> None:
+    def _send(self, row: _Row, text: str) -> None:
         if not text:
             return
-        if generation.first_delta_at is None:
-            generation.first_delta_at = time.monotonic()
-        delta = TextDelta(text, generation.deltas_sent, tuple(generation.unsent_token_ids))
-        generation.deltas_sent += 1
-        generation.unsent_token_ids.clear()
-        self._emit(generation.job, delta)
+        if row.first_delta_at is None:
+            row.first_delta_at = time.monotonic()
+        delta = TextDelta(text, row.deltas_sent, tuple(row.unsent_token_ids))
+        row.deltas_sent += 1
+        row.unsent_token_ids.clear()
+        self._emit(row.job, delta)
+
+    def _compact(self) -> None:
+        """Take finished rows out of the batch now, so the next step does not compute them."""
+        if not any(row.done for row in self._rows):
+            return
+        keep = [index for index, row in enumerate(self._rows) if not row.done]
+        self._batch.keep(keep)
+        self._rows = [self._rows[index] for index in keep]
+
+    def _fail_batch(self) -> None:
+        for row in self._rows:
+            if not row.done:
+                self._finish(row, "error", INTERNAL_FAILURE)
+        self._rows = []
+        self._batch = Batch(self._base.model, self._layers.context, self._base.device)
 
     # Endings. Every request gets exactly one Finished.
 
-    def _finish(
-        self, generation: _Generation, reason: FinishReason, failure: Failed | None = None
-    ) -> None:
-        self._active.remove(generation)
-        generation.cache = None  # free the KV cache now, not when the last reference goes
-        job = generation.job
+    def _finish(self, row: _Row, reason: FinishReason, failure: Failed | None = None) -> None:
+        row.done = True
+        self._adapters.release(row.job.request.adapter)
+        job = row.job
         ttft_ms = None
-        if generation.first_delta_at is not None:
-            ttft_ms = (generation.first_delta_at - job.submitted_at) * 1000
+        if row.first_delta_at is not None:
+            ttft_ms = (row.first_delta_at - job.submitted_at) * 1000
         if failure:
             self._emit(job, failure)
         self._forget(job)
         finished = Finished(
-            reason,
-            generation.prompt_tokens,
-            generation.completion_tokens,
-            ttft_ms,
-            _ms_since(job.submitted_at),
+            reason, len(row.prompt), row.completion_tokens, ttft_ms, _ms_since(job.submitted_at)
         )
         self._emit(job, finished)
 
@@ -294,12 +458,17 @@ class PeftEngine:
 
     def _shut_down(self) -> None:
         self._end_unstarted()
-        for generation in list(self._active):
-            self._finish(generation, "cancelled")
+        for row in self._rows:
+            if not row.done:
+                self._finish(row, "cancelled")
+        self._rows = []
         with self._wakeup:
             queued, self._queue = list(self._queue), deque()
+            commands, self._commands = self._commands, deque()
         for job in queued:
             self._end_early(job, None)
+        for _, future in commands:
+            future.set_exception(RuntimeError("The engine is closed."))
 
     def _emit(self, job: _Job, event: Event) -> None:
         try:
@@ -308,6 +477,10 @@ class PeftEngine:
             # A broken sink must not stop the engine; nobody is listening, so stop generating.
             logger.exception("The event sink of request %s failed", job.request.id)
             job.cancelled = True
+
+
+# The Foundation's name for the engine; callers written against it keep working.
+PeftEngine = BatchEngine
 
 
 def _check_params(params: SamplingParams) -> None:

@@ -28,6 +28,7 @@ class SamplingParams:
     top_p: float = 1.0
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    ignore_eos: bool = False  # keep going past end-of-sequence tokens (benchmarks, LoRAX's option)
 
 
 @dataclass(frozen=True)

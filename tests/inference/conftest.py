@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from inference.demo import DemoModel
-from inference.engine import PeftEngine
+from inference.engine import BatchEngine
 from inference.types import AdapterRef
 
 # Two cores and a tiny model: one thread per matrix product is fastest and leaves the other
@@ -14,7 +14,7 @@ torch.set_num_threads(1)
 
 @pytest.fixture(scope="module")
 def engine(demo_model: DemoModel):
-    engine = PeftEngine(str(demo_model.base_dir), device="cpu")
+    engine = BatchEngine(str(demo_model.base_dir), device="cpu")
     yield engine
     engine.close()
 

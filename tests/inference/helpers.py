@@ -98,3 +98,59 @@ def reference_text(model_dir, messages=QUESTION, *, adapter_path=None, max_new_t
     prompt = tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids
     output = model.generate(input_ids=prompt, max_new_tokens=max_new_tokens, do_sample=False)
     return tokenizer.decode(output[0, prompt.shape[1] :], skip_special_tokens=True)
+
+
+# Test adapters on the demo base model: different ranks and target-module sets.
+TEST_ADAPTER_SPECS = {
+    "r2-qv": (2, ("q_proj", "v_proj")),
+    "r8-attn": (8, ("q_proj", "k_proj", "v_proj", "o_proj")),
+    "r16-all": (16, ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")),
+    "r4-mlp": (4, ("gate_proj", "up_proj", "down_proj")),
+    "r32-ko": (32, ("k_proj", "o_proj")),
+}
+
+
+def make_test_adapters(base_dir, directory) -> dict[str, AdapterRef]:
+    """Write the TEST_ADAPTER_SPECS adapters for the demo base model into `directory`."""
+    from transformers import AutoModelForCausalLM
+
+    from inference.synthetic import save_random_adapter
+
+    model = AutoModelForCausalLM.from_pretrained(base_dir)
+    refs = {}
+    for seed, (name, (rank, targets)) in enumerate(TEST_ADAPTER_SPECS.items()):
+        path = save_random_adapter(model, directory / name, rank=rank, targets=targets, seed=seed, std=0.2)
+        refs[name] = AdapterRef(name, str(path))
+    return refs
+
+
+class PeftReference:
+    """Plain PEFT on transformers, one request at a time: what every batch row must equal."""
+
+    def __init__(self, model_dir, adapters: dict[str, AdapterRef]):
+        from peft import PeftModel
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        base = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+        first, *others = adapters.values()
+        self.model = PeftModel.from_pretrained(base, first.path, adapter_name=first.name)
+        for ref in others:
+            self.model.load_adapter(ref.path, adapter_name=ref.name)
+        self.model.eval()
+
+    def completion(self, prompt: str, adapter: AdapterRef | None, max_new_tokens: int) -> list[int]:
+        """The greedy completion's token ids, the end token included when it came."""
+        import contextlib
+
+        import torch
+
+        ids = torch.tensor([self.tokenizer(prompt).input_ids])
+        if adapter is None:
+            context = self.model.disable_adapter()
+        else:
+            self.model.set_adapter(adapter.name)
+            context = contextlib.nullcontext()
+        with context, torch.inference_mode():
+            output = self.model.generate(input_ids=ids, max_new_tokens=max_new_tokens, do_sample=False)
+        return output[0, ids.shape[1]:].tolist()

@@ -1,12 +1,17 @@
-"""PeftEngine: streaming, limits, stop strings, sampling and cancellation on the demo model."""
+"""BatchEngine: streaming, limits, stop strings, sampling and cancellation on the demo model."""
 
-import threading
 
 import pytest
 from transformers import AutoTokenizer
 
-from inference.engine import PeftEngine
-from inference.types import Finished, GenerationRequest, SamplingParams, Started, TextDelta
+from inference.engine import BatchEngine
+from inference.types import (
+    Finished,
+    GenerationRequest,
+    SamplingParams,
+    Started,
+    TextDelta,
+)
 from tests.inference.helpers import Stream, chat, reference_text, run
 
 
@@ -153,7 +158,7 @@ def test_it_ignores_a_cancel_for_an_unknown_request(engine):
 @pytest.fixture
 def single_slot_engine(demo_model):
     """An engine that runs one request at a time and queues one more."""
-    engine = PeftEngine(str(demo_model.base_dir), device="cpu", max_active=1, max_queued=1)
+    engine = BatchEngine(str(demo_model.base_dir), device="cpu", max_batch_size=1, max_queued=1)
     yield engine
     engine.close()
 
@@ -198,7 +203,7 @@ def test_it_keeps_serving_when_a_sink_raises(engine):
 
 
 def test_it_refuses_new_work_once_closed(demo_model):
-    engine = PeftEngine(str(demo_model.base_dir), device="cpu")
+    engine = BatchEngine(str(demo_model.base_dir), device="cpu")
     engine.close()
 
     with pytest.raises(RuntimeError):

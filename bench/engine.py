@@ -1,0 +1,383 @@
+"""Engine benchmark: batched multi-adapter decoding against PEFT, side by side in one run.
+
+    python bench/engine.py [--quick] [--json] [--threads 2] [--device cpu|cuda] [--shape 30m|1b]
+
+On a generated Llama of about 30M parameters (and on the demo model) it measures tokens/s for
+  (a) N sequential requests through PEFT, swapping the adapter per request,
+  (b) a batch of N on one adapter through this engine,
+  (c) a batch of N on N distinct adapters through this engine,
+  (d) the same N-adapter batch through PEFT's mixed batch (`adapter_names`),
+  (e) a batch of N on the base model alone through this engine,
+then time to first token when 16 requests arrive together, against its floor (one batched
+prefill of those 16 prompts plus one decode step, timed alone), and the cold load of an
+adapter. Measurements of a..e are interleaved, repetition by repetition, so background load
+hits them alike; medians are reported. `--json` prints one JSON object as the last line.
+Results and the command that made them belong in docs/BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch
+
+from inference.demo import build_demo_model, build_tokenizer
+from inference.demo_words import WORDS
+from inference.engine import BatchEngine
+from inference.synthetic import random_llama, save_random_adapter
+from inference.types import (
+    AdapterRef,
+    ChatTurn,
+    Finished,
+    GenerationRequest,
+    SamplingParams,
+)
+
+ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+SHAPES = {  # the generated model's shape; its vocabulary is the demo tokenizer's words
+    "30m": {"hidden_size": 512, "intermediate_size": 1536, "layers": 9, "heads": 8, "kv_heads": 4},
+    "tiny": {"hidden_size": 64, "intermediate_size": 128, "layers": 2, "heads": 4, "kv_heads": 2},
+    "1b": {"hidden_size": 2048, "intermediate_size": 8192, "layers": 16, "heads": 32, "kv_heads": 8},
+}
+TARGETS = {"mixed_over_same": 0.9, "mixed_over_sequential": 4.0, "mixed_over_peft": 1.5}
+TTFT_TARGET = 1.5
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="patchbay-bench-") as tmp:
+        tmp = Path(tmp)
+        big_dir, big_adapters, params = build_generated_model(tmp / "generated", args)
+        results = {"generated": measure(big_dir, big_adapters, args, args.reps)}
+        results["generated"]["model_params"] = params
+        if not args.skip_demo:
+            demo_dir, demo_adapters = build_demo_adapters(tmp / "demo", args)
+            # Its runs last a fraction of a second, so a moment of background load can halve
+            # one; three times the repetitions cost little.
+            results["demo"] = measure(demo_dir, demo_adapters, args, 3 * args.reps)
+    summary = summarise(results, args, time.perf_counter() - started)
+    print_table(summary)
+    if args.json:
+        print(json.dumps(summary))
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions; ends within 60 s")
+    parser.add_argument("--json", action="store_true", help="print one JSON object last")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    parser.add_argument("--shape", choices=SHAPES, default="30m", help="generated model's shape")
+    parser.add_argument("--batch", type=int, default=8, help="N, the batch size of a..e")
+    parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--rank", type=int, default=16)
+    parser.add_argument("--adapters", type=int, default=None, help="adapters loaded (default N)")
+    parser.add_argument("--reps", type=int, default=None, help="repetitions (default 1 quick, 3)")
+    parser.add_argument("--prompt-words", type=int, default=8, help="words per prompt (a..e)")
+    parser.add_argument("--skip-demo", action="store_true", help="only the generated model")
+    args = parser.parse_args()
+    args.reps = args.reps or (1 if args.quick else 3)
+    # (a) is a rate per request, so fewer sequential requests measure the same thing faster.
+    args.sequential = min(args.batch, 4) if args.quick else args.batch
+    args.adapters = max(args.adapters or args.batch, args.batch)
+    return args
+
+
+# Models and adapters.
+
+
+def build_generated_model(directory: Path, args) -> tuple[Path, list[AdapterRef], int]:
+    tokenizer = build_tokenizer()
+    model = random_llama(vocab_size=len(tokenizer), **SHAPES[args.shape])
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    adapters = [
+        AdapterRef(f"bench-{i}", str(save_random_adapter(
+            model, directory / f"adapter-{i}", rank=args.rank, targets=ALL_LINEAR, seed=i, std=0.02
+        )))
+        for i in range(args.adapters + 1)  # one more, never loaded before the cold-load timing
+    ]
+    return directory, adapters, sum(p.numel() for p in model.parameters())
+
+
+def build_demo_adapters(directory: Path, args) -> tuple[Path, list[AdapterRef]]:
+    from transformers import AutoModelForCausalLM
+
+    demo = build_demo_model(directory / "base", directory / "adapters", seed=0)
+    model = AutoModelForCausalLM.from_pretrained(demo.base_dir)
+    adapters = [
+        AdapterRef(f"demo-bench-{i}", str(save_random_adapter(
+            model, directory / f"adapter-{i}", rank=args.rank, targets=ALL_LINEAR, seed=i
+        )))
+        for i in range(args.adapters + 1)
+    ]
+    return demo.base_dir, adapters
+
+
+def prompts(count: int, words: int, seed: int, vary: bool = False) -> list[tuple[ChatTurn, ...]]:
+    rng = random.Random(seed)
+    return [
+        (ChatTurn("user", " ".join(rng.choice(WORDS) for _ in range(
+            rng.randint(words // 2, words * 2) if vary else words
+        ))),)
+        for _ in range(count)
+    ]
+
+
+# Measurements.
+
+
+def measure(model_dir: Path, adapters: list[AdapterRef], args, reps: int) -> dict:
+    n, new_tokens = args.batch, args.new_tokens
+    cold, adapters = adapters[-1], adapters[:-1]
+    engine = BatchEngine(
+        str(model_dir), device=args.device, max_batch_size=max(16, n), max_adapters=len(adapters) + 1
+    )
+    peft = PeftRunner(model_dir, adapters[:n], engine.base)
+    try:
+        for ref in adapters:
+            engine.preload(ref, pin=False)
+        load_ms = cold_load_ms(engine, cold)
+        turns = prompts(n, args.prompt_words, seed=1)
+        runs = {
+            "a_sequential_peft": lambda: peft.sequential(turns[: args.sequential], new_tokens),
+            "b_same_adapter": lambda: engine_tokens_per_s(engine, turns, [adapters[0]] * n, new_tokens),
+            "c_mixed_adapters": lambda: engine_tokens_per_s(engine, turns, adapters[:n], new_tokens),
+            "d_mixed_peft": lambda: peft.mixed(turns, new_tokens),
+            "e_base_only": lambda: engine_tokens_per_s(engine, turns, [None] * n, new_tokens),
+        }
+        engine_tokens_per_s(engine, turns, adapters[:n], 4)  # warm up both
+        peft.mixed(turns, 2)
+        samples = {name: [] for name in runs}
+        for _ in range(reps):
+            for name, run in runs.items():
+                samples[name].append(run())
+        # Best of the repetitions: other work on a shared machine only ever slows a run down.
+        speeds = {name: max(values) for name, values in samples.items()}
+        peft_same = None if args.quick else peft.same_adapter(turns, new_tokens)
+        ttft = time_to_first_token(engine, adapters, args.prompt_words, rounds=1 if args.quick else 3)
+    finally:
+        engine.close()
+    return {
+        "tokens_per_s": {name: round(value, 1) for name, value in speeds.items()},
+        "mixed_over_same": speeds["c_mixed_adapters"] / speeds["b_same_adapter"],
+        "mixed_over_sequential": speeds["c_mixed_adapters"] / speeds["a_sequential_peft"],
+        "mixed_over_peft": speeds["c_mixed_adapters"] / speeds["d_mixed_peft"],
+        "mixed_over_base": speeds["c_mixed_adapters"] / speeds["e_base_only"],
+        "peft_mixed_over_same": peft_same and speeds["d_mixed_peft"] / peft_same,
+        **ttft,
+        "adapter_load_ms": load_ms,
+    }
+
+
+def engine_tokens_per_s(engine, turns, adapters, new_tokens: int) -> float:
+    """Submit one request per prompt together; tokens generated per second until all end."""
+    done = threading.Semaphore(0)
+    finishes = []
+
+    def sink(event):
+        if isinstance(event, Finished):
+            finishes.append(event)
+            done.release()
+
+    started = time.perf_counter()
+    for turn, adapter in zip(turns, adapters):
+        engine.submit(request(turn, adapter, new_tokens), sink)
+    for _ in turns:
+        done.acquire()
+    elapsed = time.perf_counter() - started
+    assert all(f.reason == "length" for f in finishes), finishes
+    return sum(f.completion_tokens for f in finishes) / elapsed
+
+
+_ids = iter(range(10**9))
+
+
+def request(turns, adapter, new_tokens: int) -> GenerationRequest:
+    params = SamplingParams(max_new_tokens=new_tokens, temperature=0.0, ignore_eos=True)
+    return GenerationRequest(id=f"bench-{next(_ids)}", messages=turns, adapter=adapter, params=params)
+
+
+def time_to_first_token(engine, adapters, words: int, rounds: int) -> dict:
+    """16 requests arrive together at an idle engine; their TTFT against the compute floor."""
+    arrivals = 16
+    ttfts, floors = [], []
+    for round_ in range(rounds):
+        turns = prompts(arrivals, words, seed=100 + round_, vary=True)
+        refs = [adapters[i % len(adapters)] for i in range(arrivals)]
+        # The floor's best of three: it stands for the compute alone, without interference.
+        floors.append(min(floor_ms(engine, turns, refs) for _ in range(3)))
+        ttfts += arrive_together(engine, turns, refs)
+    ttfts.sort()
+    floor = statistics.median(floors)
+    p95 = ttfts[max(0, round(0.95 * len(ttfts)) - 1)]
+    return {
+        "ttft_p50_ms": round(statistics.median(ttfts), 2),
+        "ttft_p95_ms": round(p95, 2),
+        "ttft_floor_ms": round(floor, 2),
+        "ttft_p95_over_floor": p95 / floor,
+    }
+
+
+def arrive_together(engine, turns, refs) -> list[float]:
+    """Submit all at once; each one's milliseconds from its submit to its first token.
+
+    One new token each: its request ends as that token is sampled, so `Finished` marks the
+    first token even when it is a special token with no text."""
+    done = threading.Semaphore(0)
+    ttfts = []
+
+    def sink_for(submitted):
+        def sink(event):
+            if isinstance(event, Finished):
+                ttfts.append((time.perf_counter() - submitted) * 1000)
+                done.release()
+
+        return sink
+
+    for turn, ref in zip(turns, refs):
+        engine.submit(request(turn, ref, 1), sink_for(time.perf_counter()))
+    for _ in turns:
+        done.acquire()
+    return ttfts
+
+
+def floor_ms(engine, turns, refs) -> float:
+    return engine.time_prefill([request(turn, ref, 1) for turn, ref in zip(turns, refs)])
+
+
+def cold_load_ms(engine, ref: AdapterRef) -> float:
+    before = engine.adapter_cache_stats()["load_ms"]
+    engine.preload(ref, pin=False)
+    return round(engine.adapter_cache_stats()["load_ms"] - before, 2)
+
+
+def synchronise(device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+class PeftRunner:
+    """The same N adapters through plain PEFT: swapped per request, or one mixed batch."""
+
+    def __init__(self, model_dir: Path, adapters: list[AdapterRef], base):
+        from peft import PeftModel
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=base.model.dtype)
+        model = model.to(base.device).eval()
+        first, *others = adapters
+        self.model = PeftModel.from_pretrained(model, first.path, adapter_name=first.name)
+        for ref in others:
+            self.model.load_adapter(ref.path, adapter_name=ref.name)
+        self.model.eval()
+        self.names = [ref.name for ref in adapters]
+        self.base = base
+
+    def _ids(self, turns) -> torch.Tensor:
+        ids = [self.base.encode(request(turn, None, 1)) for turn in turns]
+        assert len({len(i) for i in ids}) == 1, "equal lengths, so no padding is needed"
+        return torch.tensor(ids, device=self.base.device)
+
+    def _generate(self, ids, new_tokens: int, **extra) -> None:
+        with torch.inference_mode():
+            self.model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=new_tokens,
+                min_new_tokens=new_tokens,
+                do_sample=False,
+                **extra,
+            )
+
+    def sequential(self, turns, new_tokens: int) -> float:
+        ids = self._ids(turns)
+        started = time.perf_counter()
+        for row, name in enumerate(self.names[: len(turns)]):
+            self.model.set_adapter(name)
+            self._generate(ids[row : row + 1], new_tokens)
+        synchronise(self.base.device)
+        return len(turns) * new_tokens / (time.perf_counter() - started)
+
+    def mixed(self, turns, new_tokens: int) -> float:
+        return self._timed(turns, new_tokens, self.names[: len(turns)])
+
+    def same_adapter(self, turns, new_tokens: int) -> float:
+        return self._timed(turns, new_tokens, [self.names[0]] * len(turns))
+
+    def _timed(self, turns, new_tokens: int, names: list[str]) -> float:
+        ids = self._ids(turns)
+        started = time.perf_counter()
+        self._generate(ids, new_tokens, adapter_names=names)
+        synchronise(self.base.device)
+        return len(turns) * new_tokens / (time.perf_counter() - started)
+
+
+# Reporting.
+
+
+def summarise(results: dict, args, seconds: float) -> dict:
+    generated = results["generated"]
+    summary = {
+        key: generated[key]
+        for key in (
+            "mixed_over_same",
+            "mixed_over_sequential",
+            "mixed_over_peft",
+            "ttft_p95_over_floor",
+            "adapter_load_ms",
+            "model_params",
+        )
+    }
+    summary = {k: round(v, 3) if isinstance(v, float) else v for k, v in summary.items()}
+    met = {key: generated[key] >= target for key, target in TARGETS.items()}
+    met["ttft_p95_over_floor"] = generated["ttft_p95_over_floor"] <= TTFT_TARGET
+    summary.update(
+        targets_met=met,
+        batch=args.batch,
+        new_tokens=args.new_tokens,
+        rank=args.rank,
+        threads=args.threads,
+        device=str(results and (args.device or ("cuda" if torch.cuda.is_available() else "cpu"))),
+        machine=f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cpus".strip(),
+        load_average=round(os.getloadavg()[0], 2),
+        seconds=round(seconds, 1),
+        models={name: _rounded(values) for name, values in results.items()},
+    )
+    return summary
+
+
+def _rounded(values: dict) -> dict:
+    return {k: round(v, 3) if isinstance(v, float) else v for k, v in values.items()}
+
+
+def print_table(summary: dict) -> None:
+    for name, values in summary["models"].items():
+        print(f"== {name} model" + (f" ({values['model_params']:,} parameters)" if "model_params" in values else ""))
+        for kind, speed in values["tokens_per_s"].items():
+            print(f"  {kind:<20} {speed:>9.1f} tokens/s")
+        for key in ("mixed_over_same", "mixed_over_sequential", "mixed_over_peft", "mixed_over_base",
+                    "peft_mixed_over_same", "ttft_p50_ms", "ttft_p95_ms", "ttft_floor_ms",
+                    "ttft_p95_over_floor", "adapter_load_ms"):
+            print(f"  {key:<22} {values[key]}")
+    print(f"targets met: {summary['targets_met']} ({summary['seconds']} s)")
+
+
+if __name__ == "__main__":
+    main()
