@@ -19,19 +19,18 @@ import zipfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from inference.adapters import (
-    CONFIG_NAME,
-    WEIGHTS_NAME,
-    check_adapter_config,
-    check_adapter_files,
-)
 from inference.errors import AdapterError
 from inference.types import AdapterRef
 
+if TYPE_CHECKING:
+    import torch
+
+# The names inference.adapters uses. That module (and torch, transformers, peft) is imported
+# only when a check runs, so that the web tier and manage.py start without them.
+CONFIG_NAME = "adapter_config.json"
+WEIGHTS_NAME = "adapter_model.safetensors"
 README_NAME = "README.md"
 ADAPTER_FILES = (CONFIG_NAME, WEIGHTS_NAME)
 # Weights in a pickle format (torch.save, pickle, joblib): loading them can run code.
@@ -126,6 +125,8 @@ def reject(sentence: str) -> AdapterError:
 
 def validate_adapter_dir(path: Path, *, base_model: str, limits: Limits) -> AdapterReport:
     """Every check, in the order an admin would fix them; raise AdapterError on the first."""
+    from inference.adapters import check_adapter_config, check_adapter_files
+
     path = Path(path)
     check_no_pickle_weights(path)
     ref = AdapterRef(name=path.name, path=str(path))
@@ -341,6 +342,7 @@ def rank_of(config: dict, module: str) -> int:
 @lru_cache(maxsize=4)
 def base_layout(base_model: str) -> BaseLayout:
     """The base model's config and layer tree, built on the meta device (no weights read)."""
+    import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
     try:
@@ -408,6 +410,8 @@ def _local_model_config(name: str) -> dict | None:
 
 def check_targets(config: dict, layout: BaseLayout) -> dict[str, torch.nn.Module]:
     """The base layers the config targets; every named target must exist there."""
+    import torch
+
     layers = {
         name: module
         for name, module in layout.model.named_modules()
@@ -455,7 +459,7 @@ def check_tensors(
 def _check_factor_shape(
     key: str, tensor: Tensor, module: torch.nn.Module, factor: str, rank: int
 ) -> None:
-    if isinstance(module, torch.nn.Embedding):
+    if hasattr(module, "num_embeddings"):
         fan_in, fan_out = module.num_embeddings, module.embedding_dim
     else:
         fan_in, fan_out = module.in_features, module.out_features

@@ -16,6 +16,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import transaction
@@ -23,11 +24,11 @@ from django.utils import timezone
 
 from chatsite.adapters.models import Adapter
 from chatsite.adapters.selectors import adapter_path
-from inference.adapters import CONFIG_NAME, WEIGHTS_NAME
-from inference.demo import DemoModel
 from inference.errors import AdapterError
 from inference.validation import (
+    CONFIG_NAME,
     README_NAME,
+    WEIGHTS_NAME,
     AdapterReport,
     Limits,
     check_no_pickle_weights,
@@ -36,6 +37,9 @@ from inference.validation import (
     reject,
     validate_adapter_dir,
 )
+
+if TYPE_CHECKING:
+    from inference.demo import DemoModel
 
 DEMO_BASE_NAME = "patchbay-demo-base"
 INCOMING = ".incoming"

@@ -304,3 +304,9 @@ def test_it_rejects_a_file_that_is_not_a_zip(tmp_path):
     archive.write_bytes(b"not a zip at all")
 
     assert "not a valid zip" in unzip_rejection(archive, tmp_path / "out")
+
+
+def test_it_names_the_files_as_the_engine_does():
+    from inference import adapters, validation
+
+    assert (validation.CONFIG_NAME, validation.WEIGHTS_NAME) == (adapters.CONFIG_NAME, adapters.WEIGHTS_NAME)
