@@ -70,3 +70,35 @@ def adapters_dir(settings, tmp_path) -> Path:
     path.mkdir()
     settings.ADAPTERS_DIR = path
     return path
+
+
+@pytest.fixture
+def staff_user(django_user_model):
+    return django_user_model.objects.create_user("stella", password="correct horse battery", is_staff=True)
+
+
+@pytest.fixture
+def chef_group(db):
+    from django.contrib.auth.models import Group
+
+    return Group.objects.create(name="chefs")
+
+
+@pytest.fixture
+def group_member(django_user_model, chef_group):
+    user = django_user_model.objects.create_user("gus", password="correct horse battery")
+    user.groups.add(chef_group)
+    return user
+
+
+@pytest.fixture
+def restricted(demo_adapters, chef_group):
+    """demo-poet staff only, demo-chef for the chefs group, demo-terse public but disabled."""
+    poet, chef, terse = (demo_adapters[s] for s in ("demo-poet", "demo-chef", "demo-terse"))
+    poet.visibility = "staff"
+    chef.visibility = "groups"
+    terse.enabled = False
+    for adapter in (poet, chef, terse):
+        adapter.save()
+    chef.groups.add(chef_group)
+    return demo_adapters
