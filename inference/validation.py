@@ -173,8 +173,8 @@ def check_size(path: Path, max_bytes: int) -> int:
     size = sum((path / name).stat().st_size for name in ADAPTER_FILES)
     if size > max_bytes:
         raise reject(
-            f"The adapter's files take {_bytes(size)}; the limit (ADAPTER_MAX_BYTES) is "
-            f"{_bytes(max_bytes)}."
+            f"The adapter's files take {readable_size(size)}; the limit (ADAPTER_MAX_BYTES) is "
+            f"{readable_size(max_bytes)}."
         )
     return size
 
@@ -538,8 +538,8 @@ def _chosen_entries(entries: list[zipfile.ZipInfo], max_bytes: int) -> dict[str,
     declared = sum(info.file_size for info in chosen.values())
     if declared > max_bytes:
         raise reject(
-            f"The archive's adapter files take {_bytes(declared)}; the limit "
-            f"(ADAPTER_MAX_BYTES) is {_bytes(max_bytes)}."
+            f"The archive's adapter files take {readable_size(declared)}; the limit "
+            f"(ADAPTER_MAX_BYTES) is {readable_size(max_bytes)}."
         )
     return chosen
 
@@ -550,12 +550,16 @@ def _check_entry_is_safe(info: zipfile.ZipInfo) -> None:
     if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name):
         raise reject(f"The archive entry {name} has an absolute path; nothing was unpacked.")
     if ".." in parts:
-        raise reject(f"The archive entry {name} points outside the archive (..); nothing was unpacked.")
+        raise reject(
+            f"The archive entry {name} points outside the archive (..); nothing was unpacked."
+        )
     if stat.S_ISLNK(info.external_attr >> 16):
         raise reject(f"The archive entry {name} is a link; nothing was unpacked.")
 
 
-def _extract_bounded(zipped: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, limit: int) -> None:
+def _extract_bounded(
+    zipped: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, limit: int
+) -> None:
     """Copy one entry, counting real bytes: a zip's declared sizes can lie."""
     written = 0
     with zipped.open(info) as source, target.open("xb") as out:
@@ -564,14 +568,16 @@ def _extract_bounded(zipped: zipfile.ZipFile, info: zipfile.ZipInfo, target: Pat
             if written > limit:
                 raise reject(
                     f"{info.filename} unpacks to more than the limit (ADAPTER_MAX_BYTES) of "
-                    f"{_bytes(limit)}."
+                    f"{readable_size(limit)}."
                 )
             out.write(chunk)
 
 
-def _bytes(count: int) -> str:
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if count < 1024 or unit == "GiB":
-            return f"{count} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
+def readable_size(count: int) -> str:
+    """1536 -> "1.5 KiB": sizes in messages a person reads."""
+    if count < 1024:
+        return f"{count} bytes"
+    for unit in ("KiB", "MiB", "GiB"):
         count /= 1024
-    return f"{count} bytes"
+        if count < 1024 or unit == "GiB":
+            return f"{count:.1f} {unit}"

@@ -26,7 +26,7 @@ from chatsite.adapters.trial import trial_request, trial_stream
 from chatsite.chat import envelopes
 from chatsite.chat.errors import ChatError
 from inference.errors import AdapterError
-from inference.validation import validate_adapter_dir
+from inference.validation import readable_size, validate_adapter_dir
 
 REGISTRY = ("Registry", {"fields": ["slug", "name", "description"]})
 ACCESS = ("Access", {"fields": ["enabled", "visibility", "groups"]})
@@ -149,7 +149,9 @@ class AdapterAdmin(admin.ModelAdmin):
     filter_horizontal = ["groups"]
     actions = ["validate_again", "enable", "disable", "preload_and_pin", "evict"]
     change_form_template = "admin/adapters/adapter/change_form.html"
-    file_fields = ["location", "source", "rank", "size_bytes", "validated_at", "validation_warnings"]
+    file_fields = [
+        "location", "source", "rank", "size_bytes", "validated_at", "validation_warnings",
+    ]
 
     # --- forms --------------------------------------------------------------------------------
     def get_form(self, request, obj=None, change=False, **kwargs):
@@ -189,7 +191,7 @@ class AdapterAdmin(admin.ModelAdmin):
             ("Errors", usage.errors),
             ("Last used", usage.last_used or "never"),
             ("Mean time to first token", _ms(usage.mean_ttft_ms)),
-            ("Tokens per second", "—" if usage.tokens_per_s is None else f"{usage.tokens_per_s:.1f}"),
+            ("Tokens per second", _rate(usage.tokens_per_s)),
         ]
         return _table(["", ""], rows, testid="adapter-usage")
 
@@ -284,11 +286,11 @@ class AdapterAdmin(admin.ModelAdmin):
             report = services.adapter_validate(adapter=adapter)
         except AdapterError as error:
             self.message_user(
-                request, f"{adapter.slug} failed validation and is disabled: {error.message}",
+                request, f"Adapter {adapter.slug} failed validation and is disabled: {error.message}",
                 messages.ERROR,
             )
             return
-        self.message_user(request, f"{adapter.slug} passed validation.", messages.SUCCESS)
+        self.message_user(request, f"Adapter {adapter.slug} passed validation.", messages.SUCCESS)
         self._warn(request, adapter, report.warnings)
 
     def _set_enabled(self, request, adapter: Adapter, enabled: bool) -> None:
@@ -296,23 +298,23 @@ class AdapterAdmin(admin.ModelAdmin):
             services.adapter_set_enabled(adapter=adapter, enabled=enabled)
         except AdapterError as error:
             self.message_user(
-                request, f"{adapter.slug} cannot be enabled: {error.message}", messages.ERROR
+                request, f"Adapter {adapter.slug} cannot be enabled: {error.message}", messages.ERROR
             )
             return
         state = "enabled" if enabled else "disabled"
-        self.message_user(request, f"{adapter.slug} is {state}.", messages.SUCCESS)
+        self.message_user(request, f"Adapter {adapter.slug} is {state}.", messages.SUCCESS)
 
     def _cache_action(self, request, adapter: Adapter, action, done: str) -> None:
         try:
             action(adapter)
         except cache.CacheUnavailable as error:
-            self.message_user(request, f"{adapter.slug}: {error}", messages.WARNING)
+            self.message_user(request, f"Adapter {adapter.slug}: {error}", messages.WARNING)
             return
-        self.message_user(request, f"{adapter.slug} is {done}.", messages.SUCCESS)
+        self.message_user(request, f"Adapter {adapter.slug} is {done}.", messages.SUCCESS)
 
     def _warn(self, request, adapter: Adapter, warnings) -> None:
         for warning in warnings:
-            self.message_user(request, f"{adapter.slug}: {warning}", messages.WARNING)
+            self.message_user(request, f"Adapter {adapter.slug}: {warning}", messages.WARNING)
 
 
 def _events_response(events) -> StreamingHttpResponse:
@@ -363,11 +365,13 @@ def _ms(value: float | None) -> str:
     return "—" if value is None else f"{value:.0f} ms"
 
 
+def _rate(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f}"
+
+
 def _yes(value: bool) -> str:
     return "yes" if value else "no"
 
 
 def _size(count: int | None) -> str:
-    if count is None:
-        return "—"
-    return f"{count / 1024 / 1024:.1f} MiB" if count >= 1024 * 1024 else f"{count / 1024:.1f} KiB"
+    return "—" if count is None else readable_size(count)

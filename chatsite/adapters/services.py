@@ -34,6 +34,7 @@ from inference.validation import (
     check_no_pickle_weights,
     extract_adapter_zip,
     is_pickle_weights,
+    readable_size,
     reject,
     validate_adapter_dir,
 )
@@ -282,7 +283,7 @@ def _copy_bounded(source: Path, target: Path) -> None:
     if source.stat().st_size > settings.ADAPTER_MAX_BYTES:
         raise reject(
             f"{source.name} is larger than the limit (ADAPTER_MAX_BYTES) of "
-            f"{settings.ADAPTER_MAX_BYTES} bytes."
+            f"{readable_size(settings.ADAPTER_MAX_BYTES)}."
         )
     shutil.copyfile(source, target)
 
@@ -290,8 +291,8 @@ def _copy_bounded(source: Path, target: Path) -> None:
 def _check_upload_size(size: int, what: str = "The adapter's files") -> None:
     if size > settings.ADAPTER_MAX_BYTES:
         raise reject(
-            f"{what} take {size} bytes; the limit (ADAPTER_MAX_BYTES) is "
-            f"{settings.ADAPTER_MAX_BYTES} bytes."
+            f"{what} take {readable_size(size)}; the limit (ADAPTER_MAX_BYTES) is "
+            f"{readable_size(settings.ADAPTER_MAX_BYTES)}."
         )
 
 

@@ -24,14 +24,16 @@ TRIAL_TIMEOUT_S = 120.0
 
 def trial_request(adapter: Adapter, prompt: str) -> GenerationRequest:
     defaults = adapter_defaults(adapter)
-    params = SamplingParams()
+    temperature = SamplingParams().temperature
+    if defaults.temperature is not None:
+        temperature = defaults.temperature
     return GenerationRequest(
         id=f"admin-trial-{uuid.uuid4().hex}",
         messages=defaults.with_system_prompt((ChatTurn(role="user", content=prompt),)),
         adapter=adapter_ref(adapter),
         params=SamplingParams(
             max_new_tokens=min(defaults.max_tokens or TRIAL_MAX_TOKENS, TRIAL_MAX_TOKENS),
-            temperature=params.temperature if defaults.temperature is None else defaults.temperature,
+            temperature=temperature,
         ),
     )
 

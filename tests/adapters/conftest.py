@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from inference.validation import Limits
+from tests.chat.conftest import socket_for  # noqa: F401  (the chat tests' signed-in sockets)
 
 CONFIG = "adapter_config.json"
 WEIGHTS = "adapter_model.safetensors"

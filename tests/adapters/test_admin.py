@@ -259,3 +259,13 @@ def test_it_keeps_adapter_actions_from_non_staff(client, owner, imported):
 
     assert response.status_code == 302
     assert "/admin/login/" in response["Location"]
+
+
+def test_it_validates_again_on_request_and_says_so(admin_client, imported):
+    before = imported.validated_at
+
+    response = admin_client.post(f"/admin/adapters/adapter/{imported.pk}/validate/", follow=True)
+
+    assert "Adapter mine passed validation." in response.content.decode()
+    imported.refresh_from_db()
+    assert imported.validated_at > before

@@ -65,10 +65,10 @@ def test_it_preloads_pins_and_evicts_and_shows_the_cache(admin_client, demo_adap
     poet = demo_adapters["demo-poet"]
 
     preloaded = admin_client.post(f"/admin/adapters/adapter/{poet.pk}/preload/", follow=True).content.decode()
-    assert "demo-poet is preloaded and pinned." in preloaded
+    assert "Adapter demo-poet is preloaded and pinned." in preloaded
     assert "<td>yes</td><td>yes</td>" in preloaded  # loaded, pinned
     evicted = admin_client.post(f"/admin/adapters/adapter/{poet.pk}/evict/", follow=True).content.decode()
-    assert "demo-poet is evicted." in evicted
+    assert "Adapter demo-poet is evicted." in evicted
     assert "<td>no</td><td>no</td>" in evicted
 
 
@@ -80,6 +80,38 @@ def test_it_says_plainly_that_this_engine_cannot_preload(admin_client, demo_adap
 
     assert "has no adapter cache controls (preload)" in page
     assert "has no adapter cache controls (adapter_cache_stats)" in page  # the cache panel
+
+
+class CachingEngine:
+    """Only the cache controls of the Inference-engine issue's engine, as they are specified:
+    enough to check the admin side of preload, pin, evict and the cache panel before that engine
+    is merged (the test above runs against the real one)."""
+
+    def __init__(self):
+        self.entries = {}
+
+    def preload(self, ref, pin=False):
+        self.entries[ref.name] = {"loaded": True, "pinned": pin, "bytes": 3 * 1024 * 1024}
+
+    def evict(self, name):
+        self.entries.pop(name, None)
+
+    def adapter_cache_stats(self):
+        return {"adapters": dict(self.entries), "hits": 0, "misses": 0}
+
+
+def test_it_drives_the_cache_controls_of_an_engine_that_has_them(admin_client, demo_adapters, monkeypatch):
+    engine = CachingEngine()
+    monkeypatch.setattr("chatsite.adapters.cache.local_engine", lambda: engine)
+    poet = demo_adapters["demo-poet"]
+
+    preloaded = admin_client.post(f"/admin/adapters/adapter/{poet.pk}/preload/", follow=True).content.decode()
+    assert "Adapter demo-poet is preloaded and pinned." in preloaded
+    assert "<td>yes</td><td>yes</td><td>3.0 MiB</td>" in preloaded
+    evicted = admin_client.post(f"/admin/adapters/adapter/{poet.pk}/evict/", follow=True).content.decode()
+    assert "Adapter demo-poet is evicted." in evicted
+    assert "<td>no</td><td>no</td><td>—</td>" in evicted
+    assert engine.entries == {}
 
 
 def test_it_says_the_cache_belongs_to_the_workers_in_celery_mode(admin_client, demo_adapters, settings):

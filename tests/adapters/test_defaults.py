@@ -6,7 +6,6 @@ from chatsite.chat import services
 from chatsite.chat.models import Conversation
 from chatsite.chat.protocol import GenerationParams
 from inference.types import ChatTurn
-from tests.chat.conftest import socket_for  # noqa: F401  (a fixture: signed-in sockets)
 
 
 @pytest.fixture

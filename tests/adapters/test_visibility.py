@@ -6,8 +6,6 @@ disabled. Checked on the chat page's picker, the read API and the socket.
 
 import pytest
 
-from tests.chat.conftest import socket_for  # noqa: F401  (a fixture: signed-in sockets)
-
 ALL = {"demo-poet", "demo-chef", "demo-terse"}
 
 
