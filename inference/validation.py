@@ -22,7 +22,6 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from inference.errors import AdapterError
-from inference.types import AdapterRef
 
 if TYPE_CHECKING:
     import torch
@@ -69,7 +68,7 @@ UNDERSTOOD = {
     "alpha_pattern", "lora_dropout", "fan_in_fan_out", "bias", "use_rslora", "init_lora_weights",
     "layers_to_transform", "layers_pattern", "exclude_modules", "inference_mode",
     "base_model_name_or_path", "revision", "peft_version", "ensure_weight_tying",
-    "loftq_config",  # only read with init_lora_weights="loftq", which check_adapter_config refuses
+    "loftq_config",  # only read with init_lora_weights="loftq", which is refused
 }
 # Defaults PEFT writes for features that are off; harmless at these values.
 HARMLESS_DEFAULTS = {"megatron_core": "megatron.core", "qalora_group_size": None}
@@ -125,15 +124,11 @@ def reject(sentence: str) -> AdapterError:
 
 def validate_adapter_dir(path: Path, *, base_model: str, limits: Limits) -> AdapterReport:
     """Every check, in the order an admin would fix them; raise AdapterError on the first."""
-    from inference.adapters import check_adapter_config, check_adapter_files
-
     path = Path(path)
     check_no_pickle_weights(path)
-    ref = AdapterRef(name=path.name, path=str(path))
-    check_adapter_files(ref)
+    check_files_present(path)
     size = check_size(path, limits.max_bytes)
     config = read_config(path)
-    check_adapter_config(ref)  # LoRA only, no base-rewriting initialisation, no replication
     check_config(config, limits)
     tensors = read_safetensors_header(path / WEIGHTS_NAME)
     layout = base_layout(base_model)
@@ -159,7 +154,7 @@ def is_pickle_weights(name: str) -> bool:
 
 def check_no_pickle_weights(path: Path) -> None:
     if not path.is_dir():
-        return  # check_adapter_files says so in its own words
+        return  # check_files_present says so
     for child in sorted(path.iterdir()):
         if child.name.startswith("adapter_model") and is_pickle_weights(child.name):
             raise reject(
@@ -167,6 +162,14 @@ def check_no_pickle_weights(path: Path) -> None:
                 f"accepts {WEIGHTS_NAME} only. Convert the weights to safetensors and remove "
                 f"{child.name}."
             )
+
+
+def check_files_present(path: Path) -> None:
+    if not path.is_dir():
+        raise reject(f"{path} is not a directory.")
+    for name in ADAPTER_FILES:
+        if not (path / name).is_file():
+            raise reject(f"The adapter has no {name}; it needs {CONFIG_NAME} and {WEIGHTS_NAME}.")
 
 
 def check_size(path: Path, max_bytes: int) -> int:
@@ -258,6 +261,19 @@ def _tensor_entry(name: str, entry: Any) -> tuple[Tensor, tuple[int, int]]:
 
 
 def check_config(config: dict, limits: Limits) -> None:
+    # The engine's own load-time policy (inference.adapters), in the admin's words.
+    from inference.adapters import SHARED_BASE_SAFE_INITS
+
+    if config.get("peft_type") != "LORA":
+        raise reject(
+            f"This is not a LoRA adapter (peft_type is {config.get('peft_type')!r}); Patchbay "
+            "serves LoRA adapters only."
+        )
+    if config.get("init_lora_weights", True) not in SHARED_BASE_SAFE_INITS:
+        raise reject(
+            f"The adapter uses init_lora_weights={config['init_lora_weights']!r}, which changes "
+            "the base weights every user shares; convert it to a plain LoRA adapter first."
+        )
     for key, value in config.items():
         _check_setting(key, value)
     if config.get("task_type") not in TASK_TYPES:

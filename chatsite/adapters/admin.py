@@ -285,10 +285,8 @@ class AdapterAdmin(admin.ModelAdmin):
         try:
             report = services.adapter_validate(adapter=adapter)
         except AdapterError as error:
-            self.message_user(
-                request, f"Adapter {adapter.slug} failed validation and is disabled: {error.message}",
-                messages.ERROR,
-            )
+            failed = f"Adapter {adapter.slug} failed validation and is disabled: {error.message}"
+            self.message_user(request, failed, messages.ERROR)
             return
         self.message_user(request, f"Adapter {adapter.slug} passed validation.", messages.SUCCESS)
         self._warn(request, adapter, report.warnings)
@@ -297,9 +295,8 @@ class AdapterAdmin(admin.ModelAdmin):
         try:
             services.adapter_set_enabled(adapter=adapter, enabled=enabled)
         except AdapterError as error:
-            self.message_user(
-                request, f"Adapter {adapter.slug} cannot be enabled: {error.message}", messages.ERROR
-            )
+            refused = f"Adapter {adapter.slug} cannot be enabled: {error.message}"
+            self.message_user(request, refused, messages.ERROR)
             return
         state = "enabled" if enabled else "disabled"
         self.message_user(request, f"Adapter {adapter.slug} is {state}.", messages.SUCCESS)

@@ -40,6 +40,14 @@ def test_it_rejects_a_config_that_is_not_json(craft, base_model):
     assert CONFIG in rejection(crafted, base_model)
 
 
+@pytest.mark.parametrize("name", [CONFIG, WEIGHTS])
+def test_it_rejects_an_adapter_without_one_of_its_files(craft, base_model, name):
+    crafted = craft()
+    (crafted.path / name).unlink()
+
+    assert f"The adapter has no {name}" in rejection(crafted, base_model)
+
+
 def test_it_rejects_an_adapter_that_is_not_lora(craft, base_model):
     assert "not a LoRA adapter" in rejection(craft().set(peft_type="PROMPT_TUNING"), base_model)
 
@@ -53,7 +61,7 @@ def test_it_rejects_an_adapter_that_is_not_lora(craft, base_model):
         ("use_dora", True, "DoRA"),
         ("modules_to_save", ["lm_head"], "replaces whole layers"),
         ("trainable_token_indices", [1, 2], "embeddings"),
-        ("layer_replication", [[0, 2], [0, 2]], "replicates layers"),
+        ("layer_replication", [[0, 2], [0, 2]], "duplicates layers"),
         ("init_lora_weights", "pissa", "changes the base weights"),
         ("lora_bias", True, "biases"),
         ("custom_loader", "my_package.Loader", "does not know"),
