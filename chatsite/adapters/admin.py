@@ -97,6 +97,13 @@ class AdapterAddForm(_DefaultsMixin, forms.ModelForm):
             raise forms.ValidationError(error.message) from None
         return cleaned
 
+    def full_clean(self):
+        super().full_clean()
+        if self.errors and self.incoming is not None:
+            # A later check (a model validator) refused the form: do not keep the staged files.
+            self.incoming.discard()
+            self.incoming = None
+
     def _slug_taken(self, slug: str) -> bool:
         """A taken slug is reported by the model form's own uniqueness check."""
         if Adapter.objects.filter(slug=slug).exists():

@@ -55,6 +55,16 @@ def nothing_written(adapters_dir) -> bool:
 # --- ways in ----------------------------------------------------------------------------------
 
 
+def test_it_offers_the_four_ways_in_on_the_add_page(admin_client, adapters_dir):
+    page = admin_client.get(ADD).content.decode()
+
+    assert 'enctype="multipart/form-data"' in page
+    for field in ("config_file", "weights_file", "archive", "server_path", "hub_id"):
+        assert f'name="{field}"' in page
+    assert page.count('name="way_in"') == 4
+
+
+
 def test_it_adds_an_adapter_from_its_two_uploaded_files(admin_client, craft, adapters_dir):
     response = admin_client.post(ADD, form(way_in="files", **files_of(craft())))
 
@@ -178,6 +188,13 @@ def test_it_refuses_a_default_max_tokens_above_the_servers_limit(admin_client, c
     page = refused(admin_client.post(ADD, form(way_in="files", max_tokens=settings.MAX_NEW_TOKENS + 1, **files_of(craft()))))
 
     assert f"At most {settings.MAX_NEW_TOKENS}" in page
+
+
+def test_it_keeps_no_staged_files_when_another_field_is_refused(admin_client, craft, adapters_dir):
+    page = refused(admin_client.post(ADD, form(way_in="files", temperature=5, **files_of(craft()))))
+
+    assert "Ensure this value is less than or equal to 2" in page
+    assert nothing_written(adapters_dir)
 
 
 def test_it_shows_a_warning_when_only_the_base_models_name_differs(admin_client, craft, adapters_dir):
