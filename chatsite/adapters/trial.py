@@ -11,6 +11,8 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
+from django.conf import settings
+
 from chatsite.adapters.models import Adapter
 from chatsite.adapters.selectors import adapter_defaults, adapter_ref
 from chatsite.chat import envelopes
@@ -42,7 +44,7 @@ async def trial_stream(adapter_slug: str, request: GenerationRequest) -> AsyncIt
     """The envelopes of one generation, as the engine produces them."""
     yield envelopes.start(message=None, conversation=None, adapter=adapter_slug)
     try:
-        engine = await asyncio.to_thread(local_engine)
+        engine = await asyncio.to_thread(_engine)
     except ChatError as error:
         for envelope in envelopes.rejection(error):
             yield envelope
@@ -64,6 +66,16 @@ async def trial_stream(adapter_slug: str, request: GenerationRequest) -> AsyncIt
             yield envelope
     finally:
         engine.cancel(request.id)  # a no-op once finished; stops work when the page went away
+
+
+def _engine():
+    if settings.INFERENCE_MODE != "local":  # never load a model into a web process by accident
+        raise ChatError(
+            "engine_unavailable",
+            "The try-it box uses the engine inside the web process (INFERENCE_MODE=local); "
+            f"this server runs INFERENCE_MODE={settings.INFERENCE_MODE}.",
+        )
+    return local_engine()
 
 
 def _envelope_of(event) -> dict | None:

@@ -167,3 +167,13 @@ def test_it_puts_the_try_it_box_on_the_change_page_without_inline_script(admin_c
     assert 'data-testid="adapter-try"' in page
     assert 'src="/static/adapters/try-it.js"' in page
     assert "unsafe-inline" not in response["Content-Security-Policy"]
+
+
+def test_it_does_not_load_a_model_into_the_web_process_outside_local_mode(admin_client, demo_adapters, settings):
+    settings.INFERENCE_MODE = "celery"
+    poet = demo_adapters["demo-poet"]
+
+    events = events_of(admin_client.post(f"/admin/adapters/adapter/{poet.pk}/try/", {"prompt": "Hi"}))
+
+    assert [e["type"] for e in events] == ["inference.start", "inference.error", "inference.end"]
+    assert "INFERENCE_MODE=local" in events[1]["payload"]["message"]
