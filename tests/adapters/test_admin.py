@@ -105,6 +105,17 @@ def test_it_refuses_a_server_path_outside_adapters_dir(admin_client, craft, adap
     assert not Adapter.objects.exists()
 
 
+def test_it_refuses_a_server_path_whose_weights_link_outside(admin_client, craft, adapters_dir):
+    crafted = craft()
+    (adapters_dir / "sneaky").mkdir()
+    shutil.copy(crafted.path / CONFIG, adapters_dir / "sneaky")
+    (adapters_dir / "sneaky" / WEIGHTS).symlink_to(crafted.path / WEIGHTS)
+
+    page = refused(admin_client.post(ADD, form(way_in="path", server_path="sneaky")))
+
+    assert "adapter_model.safetensors in sneaky links outside ADAPTERS_DIR" in page
+
+
 def test_it_says_plainly_when_the_hub_cannot_be_reached(admin_client, adapters_dir, monkeypatch):
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
