@@ -36,6 +36,8 @@ class Environment(BaseSettings):
     ENGINE_DEVICE: str | None = None  # "cuda", "cpu"; unset picks cuda when present
     ENGINE_THREADS: int | None = Field(default=None, ge=1)
     ENGINE_WARMUP: bool = True  # load the model when the web process starts (local mode)
+    ADAPTER_MAX_RANK: int = Field(default=64, ge=1)  # refused above this LoRA rank
+    ADAPTER_MAX_BYTES: int = Field(default=2 * 1024**3, ge=1)  # config + weights, in bytes
 
     STREAM_RESUME_GRACE_S: float = Field(default=10.0, ge=0)
     STREAM_MAX_BYTES: int = Field(default=1_000_000, ge=1)

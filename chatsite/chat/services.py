@@ -9,7 +9,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from chatsite.adapters.models import Adapter
-from chatsite.adapters.selectors import adapter_for_user, adapter_ref
+from chatsite.adapters.selectors import (
+    AdapterDefaults,
+    adapter_defaults,
+    adapter_for_user,
+    adapter_ref,
+)
 from chatsite.chat import selectors
 from chatsite.chat.errors import ChatError
 from chatsite.chat.models import Conversation, Message
@@ -41,7 +46,6 @@ def exchange_start(
 ) -> Exchange:
     """Record a user message and a pending answer, and describe the generation to run."""
     content = _checked_content(content)
-    sampling = _sampling(params)
     with transaction.atomic():
         if conversation_id is None:
             adapter = adapter_for_user(user, adapter_slug) if adapter_slug else None
@@ -55,6 +59,8 @@ def exchange_start(
             adapter = adapter_for_user(user, adapter_slug) if adapter_slug else None
             conversation.adapter = adapter
             conversation.save(update_fields=["adapter", "updated_at"])
+        defaults = adapter_defaults(adapter)
+        sampling = _sampling(params, defaults)  # a refusal here rolls back the new conversation
         user_message = Message.objects.create(
             conversation=conversation,
             parent=selectors.branch_tip(conversation),
@@ -80,7 +86,9 @@ def generation_request(*, message_id: int, params: dict) -> GenerationRequest:
 def _request_for(answer: Message, sampling: SamplingParams) -> GenerationRequest:
     return GenerationRequest(
         id=f"message-{answer.pk}",
-        messages=selectors.prompt_turns(answer.conversation, answer.parent),
+        messages=adapter_defaults(answer.adapter).with_system_prompt(
+            selectors.prompt_turns(answer.conversation, answer.parent)
+        ),
         adapter=adapter_ref(answer.adapter) if answer.adapter else None,
         params=sampling,
     )
@@ -189,16 +197,20 @@ def _checked_content(content: str) -> str:
     return content
 
 
-def _sampling(params: GenerationParams) -> SamplingParams:
-    max_tokens = params.max_tokens or settings.DEFAULT_MAX_NEW_TOKENS
+def _sampling(params: GenerationParams, adapter: AdapterDefaults) -> SamplingParams:
+    """The request's own values, else the adapter's defaults, else the server's."""
+    max_tokens = params.max_tokens or adapter.max_tokens or settings.DEFAULT_MAX_NEW_TOKENS
     if max_tokens > settings.MAX_NEW_TOKENS:
         raise ChatError(
             "bad_request", f"max_tokens can be at most {settings.MAX_NEW_TOKENS}."
         )
     defaults = SamplingParams()
+    temperature = params.temperature
+    if temperature is None:
+        temperature = defaults.temperature if adapter.temperature is None else adapter.temperature
     return SamplingParams(
         max_new_tokens=max_tokens,
-        temperature=defaults.temperature if params.temperature is None else params.temperature,
+        temperature=temperature,
         top_p=defaults.top_p if params.top_p is None else params.top_p,
         seed=params.seed,
         stop=tuple(params.stop or ()),

@@ -37,6 +37,9 @@ def manage(*args, **env) -> subprocess.CompletedProcess:
         ("MAX_PROMPT_CHARS", "0"),
         ("DATABASE_URL", "nosuchdb://x"),
         ("SECRET_KEY", "short"),
+        ("ADAPTER_MAX_RANK", "0"),
+        ("ADAPTER_MAX_RANK", "sixty-four"),
+        ("ADAPTER_MAX_BYTES", "2GiB"),
     ],
 )
 def test_it_stops_start_up_on_a_bad_value_naming_the_variable(name, value):
