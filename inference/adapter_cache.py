@@ -108,7 +108,11 @@ class AdapterCache:
             return {
                 **self._counters,
                 "load_ms": round(self._counters["load_ms"], 3),
-                "adapters": len(entries),
+                # Per adapter, for the admin's cache view.
+                "adapters": {
+                    entry.ref.name: {"loaded": True, "pinned": entry.pinned, "bytes": entry.nbytes}
+                    for entry in entries
+                },
                 "slots": self.max_slots,
                 "bytes": sum(entry.nbytes for entry in entries),
                 "max_bytes": self.max_bytes,

@@ -24,9 +24,15 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=NOT_SIGNED_IN)
             return
         self.follows: set[asyncio.Task] = set()
+        self.subscriptions: set = set()
         await self.accept()
 
     async def disconnect(self, code):
+        # Close subscriptions directly: a cancellation can be swallowed by a read that is timing
+        # out at the same moment (asyncio.timeout on Python 3.11), and then the answer would
+        # stay watched by nobody.
+        for subscription in list(getattr(self, "subscriptions", ())):
+            subscription.close()
         for task in list(getattr(self, "follows", ())):
             task.cancel()
 
@@ -79,8 +85,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     async def _relay(self, run: GenerationRun, after: int) -> None:
         subscription = run.subscribe(after)
+        self.subscriptions.add(subscription)
         try:
             async for envelope in subscription:
                 await self.send_json(envelope)
         finally:
+            self.subscriptions.discard(subscription)
             subscription.close()

@@ -27,12 +27,16 @@ def local_engine() -> Engine:
 def _load() -> Engine:
     import torch
 
-    from inference.engine import PeftEngine
+    from inference.engine import BatchEngine
 
     if settings.ENGINE_THREADS:
         torch.set_num_threads(settings.ENGINE_THREADS)
     try:
-        engine = PeftEngine(settings.BASE_MODEL, device=settings.ENGINE_DEVICE)
+        engine = BatchEngine(
+            settings.BASE_MODEL,
+            device=settings.ENGINE_DEVICE,
+            adapter_max_rank=settings.ADAPTER_MAX_RANK,
+        )
     except Exception as exc:  # a missing or broken model must reach the user as a sentence
         log.exception("could not load BASE_MODEL=%s", settings.BASE_MODEL)
         raise ChatError(

@@ -218,7 +218,7 @@ class Subscription:
     async def __anext__(self) -> dict:
         run = self._run
         while self._next >= len(run.log):
-            if run.done:
+            if run.done or self._closed:
                 raise StopAsyncIteration
             await run._changed.wait()
         envelope = run.log[self._next]

@@ -93,10 +93,12 @@ class RemoteSubscription:
         return self
 
     async def __anext__(self) -> dict:
+        if self._closed:
+            raise StopAsyncIteration
         if self._renewer is None:
             await self._join()
         while not self._buffer:
-            if self._ended:
+            if self._ended or self._closed:
                 raise StopAsyncIteration
             await self._read()
         envelope = self._buffer.pop(0)

@@ -142,14 +142,17 @@ class WorkerGeneration:
             )
         )
         tokenlog.close(self.redis, self.message_id)
+        log.info("answer %s: ended (%s)", self.message_id, finished.reason)
 
     # --- policy ---------------------------------------------------------------------------------
     def cancel(self, cause: str) -> None:
         if self.cancel_cause is None and self.engine is not None:
+            log.info("answer %s: cancelling (%s)", self.message_id, cause)
             self.cancel_cause = cause
             self.engine.cancel(self.request.id)
 
     def _on_control(self, op: str) -> None:
+        log.info("answer %s: %s", self.message_id, op)
         if op == "stop":
             self.cancel("stopped")
         elif op == "detached":

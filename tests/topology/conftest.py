@@ -36,7 +36,7 @@ class Stack:
         name = f"test-{uuid.uuid4().hex[:8]}@%h"
         args = ["-m", "celery", "-A", "chatsite", "worker", "-Q", "gpu", "--pool", "threads",
                 "--concurrency", "16", "--prefetch-multiplier", "1", "-n", name,
-                "--without-gossip", "--without-mingle"]
+                "--without-gossip", "--without-mingle", "--loglevel", "INFO"]
         return Server(args, self.env, self.tmp_path / "worker.log")
 
     def start_worker(self) -> None:
