@@ -26,3 +26,11 @@ def adapter_ref(adapter: Adapter) -> AdapterRef:
     if not path.is_absolute():
         path = Path(settings.ADAPTERS_DIR) / path
     return AdapterRef(name=adapter.slug, path=str(path))
+
+
+def base_model_id() -> str:
+    """The name clients use for the plain base model (OpenAI `model`, LoRAX `model_id`): a
+    hub id as it is, a local directory by its name."""
+    configured = str(settings.BASE_MODEL).rstrip("/")
+    path = Path(configured)
+    return path.name if path.is_absolute() or path.exists() else configured

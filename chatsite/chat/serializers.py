@@ -44,3 +44,49 @@ class MessageSerializer(serializers.ModelSerializer):
         if not message.error_code:
             return None
         return {"code": message.error_code, "message": message.error_text}
+
+
+# --- input ------------------------------------------------------------------------------------
+# Bounds mirror chat.protocol.GenerationParams, which validates again when the exchange starts.
+class ParametersSerializer(serializers.Serializer):
+    max_tokens = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+    temperature = serializers.FloatField(required=False, allow_null=True, min_value=0, max_value=2)
+    top_p = serializers.FloatField(required=False, allow_null=True, min_value=0.000001, max_value=1)
+    seed = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=2**63 - 1)
+    stop = serializers.ListField(
+        child=serializers.CharField(min_length=1, max_length=100, trim_whitespace=False),
+        required=False, allow_null=True, max_length=4,
+    )
+
+
+class SendSerializer(serializers.Serializer):
+    content = serializers.CharField(trim_whitespace=False)
+    adapter = serializers.CharField(
+        required=False, allow_null=True, allow_blank=True,
+        help_text="An adapter slug; \"\" for the base model; left out, the conversation's own.",
+    )
+    parameters = ParametersSerializer(required=False)
+
+
+class SentSerializer(serializers.Serializer):
+    message = serializers.IntegerField(help_text="The assistant message being generated.")
+    user_message = serializers.IntegerField()
+    conversation = serializers.IntegerField()
+    stream = serializers.CharField(help_text="Where its events stream (SSE).")
+
+
+class ConversationCreateSerializer(serializers.Serializer):
+    title = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    adapter = serializers.CharField(required=False, allow_null=True, allow_blank=True)
+    system_prompt = serializers.CharField(
+        required=False, allow_blank=True, default="", trim_whitespace=False
+    )
+
+
+class ConversationRenameSerializer(serializers.Serializer):
+    title = serializers.CharField(max_length=200, allow_blank=True)
+
+
+class ErrorSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
