@@ -4,10 +4,16 @@ answer 404, exactly like ids that do not exist."""
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
+from django.http import JsonResponse
 from django.utils.decorators import method_decorator
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import generics, status
+from django.views.decorators.csrf import csrf_exempt
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
+from rest_framework import generics, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -28,6 +34,10 @@ from chatsite.chat.serializers import (
 
 # DRF answers unauthenticated API calls itself (401 JSON), not with a login redirect.
 api_view = method_decorator(login_not_required, name="dispatch")
+SSE_EVENT = inline_serializer(
+    "ServerSentEvent",
+    {"id": serializers.CharField(), "event": serializers.CharField(), "data": serializers.CharField()},
+)
 ERRORS = {code: ErrorSerializer for code in (400, 401, 403, 404, 429)}
 
 
@@ -37,6 +47,10 @@ class ConversationList(generics.ListAPIView):
 
     def get_queryset(self):
         return selectors.conversations_of(self.request.user)
+
+    @extend_schema(responses={200: ConversationSerializer(many=True), **ERRORS})
+    def get(self, request):
+        return super().get(request)
 
     @extend_schema(request=ConversationCreateSerializer, responses={201: ConversationSerializer, **ERRORS})
     def post(self, request):
@@ -62,9 +76,12 @@ class ConversationDetail(APIView):
     @extend_schema(request=ConversationRenameSerializer, responses={200: ConversationSerializer, **ERRORS})
     def patch(self, request, pk: int):
         data = _valid(ConversationRenameSerializer, request.data)
-        conversation = services.conversation_rename(
-            user=request.user, conversation_id=pk, title=data["title"]
-        )
+        if "title" in data:
+            conversation = services.conversation_rename(
+                user=request.user, conversation_id=pk, title=data["title"]
+            )
+        else:
+            conversation = selectors.conversation_of(request.user, pk)
         return Response(ConversationSerializer(conversation).data)
 
     @extend_schema(responses={204: None, **ERRORS})
@@ -80,6 +97,10 @@ class ConversationMessages(generics.ListAPIView):
     def get_queryset(self):
         conversation = selectors.conversation_of(self.request.user, self.kwargs["pk"])
         return selectors.messages_of(conversation)
+
+    @extend_schema(responses={200: MessageSerializer(many=True), **ERRORS})
+    def get(self, request, pk: int):
+        return super().get(request, pk=pk)
 
     @extend_schema(
         request=SendSerializer,
@@ -117,13 +138,13 @@ class MessageStream(APIView):
     @extend_schema(
         parameters=[
             OpenApiParameter(
-                "Last-Event-ID", OpenApiTypes.INT, OpenApiParameter.HEADER,
+                "Last-Event-ID", {"type": "integer", "minimum": 0}, OpenApiParameter.HEADER,
                 description="Resume after this event id: every later event once, then the live tail.",
             )
         ],
         responses={
             (200, "text/event-stream"): OpenApiResponse(
-                OpenApiTypes.STR,
+                SSE_EVENT,
                 description="Server-sent events: inference.start, inference.token…, "
                 "inference.error, inference.end (PROTOCOLS.md §1).",
             ),
@@ -153,6 +174,19 @@ class AdapterList(generics.ListAPIView):
 
     def get_queryset(self):
         return adapters_usable_by(self.request.user)
+
+    @extend_schema(responses={200: AdapterSerializer(many=True), **ERRORS})
+    def get(self, request):
+        return super().get(request)
+
+
+@csrf_exempt  # it changes nothing; a CSRF refusal would be an HTML page
+@login_not_required
+def not_found(request, rest: str = ""):
+    """Any other address under /api/v1/: a JSON 404, not an HTML page (nor an APPEND_SLASH
+    redirect that would drop a POST body)."""
+    body = {"code": "not_found", "message": "There is no API endpoint at this address."}
+    return JsonResponse(body, status=404)
 
 
 def _valid(serializer_class, data) -> dict:

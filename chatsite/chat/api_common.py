@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 
 from asgiref.sync import sync_to_async
-from django.conf import settings
 from django.http import Http404
 from pydantic import BaseModel, ValidationError
 from rest_framework import exceptions

@@ -1,5 +1,5 @@
 from django.contrib.auth.decorators import login_not_required
-from django.urls import path
+from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from chatsite.chat import api
@@ -26,4 +26,5 @@ urlpatterns = [
         ),
         name="api-docs",
     ),
+    re_path(r"^(?P<rest>.*)$", api.not_found),
 ]

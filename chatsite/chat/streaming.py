@@ -9,6 +9,7 @@ runs the engine.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 from collections.abc import AsyncIterator
 
@@ -42,15 +43,25 @@ def exchange_start_limited(starter=services.exchange_start, **fields) -> service
 async def start(starter=services.exchange_start, **fields):
     """Record the exchange and start generating it (from async views): (exchange, run)."""
     exchange = await database_sync_to_async(exchange_start_limited)(starter, **fields)
-    return exchange, await generation_run(exchange)
+    return exchange, await _run_detached(exchange)
 
 
 def start_from_sync_view(**fields) -> services.Exchange:
     """The same for a sync (DRF) view: the run must live on the server's event loop, which
     `async_to_sync` reaches from the thread Django runs sync views in."""
     exchange = exchange_start_limited(**fields)
-    async_to_sync(generation_run)(exchange)
+    async_to_sync(_run_detached)(exchange)
     return exchange
+
+
+async def _run_detached(exchange) -> GenerationRun:
+    """Start the run outside the request's context. The run outlives the request, and asgiref
+    keeps the request's thread-sensitive executor in that context: it is shut down when the
+    request ends, and the run's later database writes would fail on it."""
+    task = asyncio.get_running_loop().create_task(
+        generation_run(exchange), context=contextvars.Context()
+    )
+    return await task
 
 
 def stop_from_sync_view(message_id: int) -> None:
