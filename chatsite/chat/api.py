@@ -36,7 +36,11 @@ from chatsite.chat.serializers import (
 api_view = method_decorator(login_not_required, name="dispatch")
 SSE_EVENT = inline_serializer(
     "ServerSentEvent",
-    {"id": serializers.CharField(), "event": serializers.CharField(), "data": serializers.CharField()},
+    {
+        "id": serializers.CharField(),
+        "event": serializers.CharField(),
+        "data": serializers.CharField(),
+    },
 )
 ERRORS = {code: ErrorSerializer for code in (400, 401, 403, 404, 429)}
 
@@ -52,7 +56,9 @@ class ConversationList(generics.ListAPIView):
     def get(self, request):
         return super().get(request)
 
-    @extend_schema(request=ConversationCreateSerializer, responses={201: ConversationSerializer, **ERRORS})
+    @extend_schema(
+        request=ConversationCreateSerializer, responses={201: ConversationSerializer, **ERRORS}
+    )
     def post(self, request):
         data = _valid(ConversationCreateSerializer, request.data)
         _check_prompt_size(data["system_prompt"], "system_prompt")
@@ -73,7 +79,9 @@ class ConversationDetail(APIView):
         conversation = selectors.conversation_of(request.user, pk)
         return Response(ConversationSerializer(conversation).data)
 
-    @extend_schema(request=ConversationRenameSerializer, responses={200: ConversationSerializer, **ERRORS})
+    @extend_schema(
+        request=ConversationRenameSerializer, responses={200: ConversationSerializer, **ERRORS}
+    )
     def patch(self, request, pk: int):
         data = _valid(ConversationRenameSerializer, request.data)
         if "title" in data:
@@ -138,7 +146,9 @@ class MessageStream(APIView):
     @extend_schema(
         parameters=[
             OpenApiParameter(
-                "Last-Event-ID", {"type": "integer", "minimum": 0}, OpenApiParameter.HEADER,
+                "Last-Event-ID",
+                {"type": "integer", "minimum": 0},
+                OpenApiParameter.HEADER,
                 description="Resume after this event id: every later event once, then the live tail.",
             )
         ],
@@ -153,9 +163,7 @@ class MessageStream(APIView):
     )
     def get(self, request, pk: int):
         message = selectors.message_of(request.user, pk)
-        return streaming.sse_response(
-            streaming.native_sse(message, after=_last_event_id(request))
-        )
+        return streaming.sse_response(streaming.native_sse(message, after=_last_event_id(request)))
 
 
 @api_view

@@ -29,8 +29,15 @@ from chatsite.chat.protocol import GenerationParams
 
 VERSION = "patchbay-lorax-compat-1"
 # Parameters LoRAX has that Patchbay does not implement: refused rather than ignored.
-UNSUPPORTED = ("adapter_source", "merged_adapters", "repetition_penalty", "top_k", "truncate",
-               "typical_p", "response_format")
+UNSUPPORTED = (
+    "adapter_source",
+    "merged_adapters",
+    "repetition_penalty",
+    "top_k",
+    "truncate",
+    "typical_p",
+    "response_format",
+)
 UNSUPPORTED_TRUE = ("ignore_eos_token", "watermark", "decoder_input_details")
 
 
@@ -84,16 +91,18 @@ async def generate_stream(request):
 @login_not_required
 @require_GET
 async def info(request):
-    return JsonResponse({
-        "model_id": base_model_id(),
-        "max_input_length": settings.MAX_PROMPT_CHARS,
-        "max_total_tokens": settings.MAX_PROMPT_CHARS + settings.MAX_NEW_TOKENS,
-        "max_new_tokens": settings.MAX_NEW_TOKENS,
-        "max_concurrent_requests": settings.API_MAX_CONCURRENT,
-        "max_best_of": 1,
-        "max_stop_sequences": 4,
-        "version": VERSION,
-    })
+    return JsonResponse(
+        {
+            "model_id": base_model_id(),
+            "max_input_length": settings.MAX_PROMPT_CHARS,
+            "max_total_tokens": settings.MAX_PROMPT_CHARS + settings.MAX_NEW_TOKENS,
+            "max_new_tokens": settings.MAX_NEW_TOKENS,
+            "max_concurrent_requests": settings.API_MAX_CONCURRENT,
+            "max_best_of": 1,
+            "max_stop_sequences": 4,
+            "version": VERSION,
+        }
+    )
 
 
 @login_not_required
@@ -112,8 +121,11 @@ async def _generate(request, *, stream: bool | None, as_array: bool):
         await key_user(request)
         body = parse_body(request, GenerateRequest)
         exchange, run = await streaming.start(
-            user=request.user, conversation_id=None, content=body.inputs,
-            adapter_slug=body.parameters.adapter_id or "", params=_params(body.parameters),
+            user=request.user,
+            conversation_id=None,
+            content=body.inputs,
+            adapter_slug=body.parameters.adapter_id or "",
+            params=_params(body.parameters),
             raw_prompt=True,
         )
     except ChatError as err:
@@ -125,31 +137,41 @@ async def _generate(request, *, stream: bool | None, as_array: bool):
     if failure is not None:
         return error_response(failure)
     answer = _answer(body, events)
-    return JsonResponse([answer] if as_array else answer, safe=False,
-                        headers=_headers(body, streaming.end_of(events)))
+    return JsonResponse(
+        [answer] if as_array else answer,
+        safe=False,
+        headers=_headers(body, streaming.end_of(events)),
+    )
 
 
 def error_response(err: ChatError) -> JsonResponse:
     status = status_of(err)
     if status == 400:
         status = 422  # LoRAX's status for a request that does not validate
-    error_type = {401: "authentication", 404: "not_found", 422: "validation",
-                  429: "overloaded"}.get(status, "generation")
+    error_type = {
+        401: "authentication",
+        404: "not_found",
+        422: "validation",
+        429: "overloaded",
+    }.get(status, "generation")
     if status >= 500:
         status = 424
     return _error(err, status, error_type)
 
 
 def _error(err: ChatError, status: int, error_type: str) -> JsonResponse:
-    return JsonResponse({"error": err.message, "error_type": error_type}, status=status,
-                        headers=retry_headers(err))
+    return JsonResponse(
+        {"error": err.message, "error_type": error_type}, status=status, headers=retry_headers(err)
+    )
 
 
 def _params(parameters: Parameters) -> GenerationParams:
     extra = parameters.model_extra or {}
     for name in UNSUPPORTED:
         if extra.get(name) not in ((None, "hub") if name == "adapter_source" else (None,)):
-            raise ChatError("bad_request", f"Patchbay does not support the parameter {name}; leave it out.")
+            raise ChatError(
+                "bad_request", f"Patchbay does not support the parameter {name}; leave it out."
+            )
     for name in UNSUPPORTED_TRUE:
         if extra.get(name):
             raise ChatError("bad_request", f"Patchbay does not support {name}=true.")
@@ -158,11 +180,16 @@ def _params(parameters: Parameters) -> GenerationParams:
         temperature = 1.0 if parameters.do_sample else 0.0  # LoRAX: greedy unless sampling
     try:
         return GenerationParams(
-            max_tokens=parameters.max_new_tokens, temperature=temperature,
-            top_p=parameters.top_p, seed=parameters.seed, stop=parameters.stop or None,
+            max_tokens=parameters.max_new_tokens,
+            temperature=temperature,
+            top_p=parameters.top_p,
+            seed=parameters.seed,
+            stop=parameters.stop or None,
         )
     except ValueError as exc:
-        raise ChatError("bad_request", f"Field “parameters.stop”: {exc.errors()[0]['msg']}.") from None
+        raise ChatError(
+            "bad_request", f"Field “parameters.stop”: {exc.errors()[0]['msg']}."
+        ) from None
 
 
 def _incomplete(end: dict) -> ChatError | None:
@@ -233,8 +260,13 @@ async def _events(body: GenerateRequest, exchange):
                 yield streaming.sse_data(json.loads(error_response(failure).content))
                 return
             last = held or {"id": 0, "text": "", "logprob": 0.0, "special": True}
-            yield streaming.sse_data({"token": last, "generated_text": _full_text(body, "".join(parts)),
-                         "details": _stream_details(body, end)})
+            yield streaming.sse_data(
+                {
+                    "token": last,
+                    "generated_text": _full_text(body, "".join(parts)),
+                    "details": _stream_details(body, end),
+                }
+            )
 
 
 def _headers(body: GenerateRequest, end: dict) -> dict:

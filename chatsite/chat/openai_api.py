@@ -86,9 +86,18 @@ async def chat_completions(request):
         turns = _turns(body)
         exchange, run = await streaming.start(
             services.transcript_exchange_start,
-            user=user, turns=turns, adapter_slug=_adapter_slug(body.model), params=_params(body),
+            user=user,
+            turns=turns,
+            adapter_slug=_adapter_slug(body.model),
+            params=_params(body),
         )
     except ChatError as err:
+        if err.code == "unknown_adapter":
+            err = ChatError(
+                "model_not_found",
+                f"The model “{body.model}” does not exist or you may not use it; "
+                "GET /v1/models lists yours.",
+            )
         return error_response(err)
     if body.stream:
         return streaming.sse_response(_chunks(body, exchange))
@@ -106,22 +115,25 @@ async def models(request):
         user = await key_user(request)
     except ChatError as err:
         return error_response(err)
-    slugs = await sync_to_async(lambda: list(adapters_usable_by(user).values_list("slug", flat=True)))()
+    slugs = await sync_to_async(
+        lambda: list(adapters_usable_by(user).values_list("slug", flat=True))
+    )()
     data = [_model(base_model_id())] + [_model(slug) for slug in slugs]
     return JsonResponse({"object": "list", "data": data})
 
 
 def error_response(err: ChatError, param: str | None = None) -> JsonResponse:
     status = status_of(err)
-    code = "model_not_found" if err.code == "unknown_adapter" else err.code
+    code = err.code
     if code == "model_not_found":
         param = "model"
     elif param is None and err.message.startswith("Field “"):
         param = err.message.split("”")[0].removeprefix("Field “")
     elif "max_tokens" in err.message:
         param = "max_tokens"
-    body = {"error": {"message": err.message, "type": _error_type(status), "code": code,
-                      "param": param}}
+    body = {
+        "error": {"message": err.message, "type": _error_type(status), "code": code, "param": param}
+    }
     return JsonResponse(body, status=status, headers=retry_headers(err))
 
 
@@ -157,11 +169,13 @@ def _completion(body: CompletionRequest, exchange, events: list[dict]) -> dict:
         "object": "chat.completion",
         "created": _created(exchange),
         "model": body.model,
-        "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": streaming.text_of(events)},
-            "finish_reason": FINISH.get(end["reason"], "stop"),
-        }],
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": streaming.text_of(events)},
+                "finish_reason": FINISH.get(end["reason"], "stop"),
+            }
+        ],
         "usage": _usage(end),
     }
 
@@ -188,13 +202,17 @@ async def _chunks(body: CompletionRequest, exchange):
 
 
 def _chunk_maker(body, exchange):
-    base = {"id": _completion_id(exchange), "object": "chat.completion.chunk",
-            "created": _created(exchange), "model": body.model}
+    base = {
+        "id": _completion_id(exchange),
+        "object": "chat.completion.chunk",
+        "created": _created(exchange),
+        "model": body.model,
+    }
 
     def chunk(delta, finish_reason=None, usage=None) -> dict:
-        choices = [] if delta is None else [
-            {"index": 0, "delta": delta, "finish_reason": finish_reason}
-        ]
+        choices = (
+            [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish_reason}]
+        )
         return {**base, "choices": choices, **({"usage": usage} if usage else {})}
 
     return chunk
@@ -203,8 +221,6 @@ def _chunk_maker(body, exchange):
 def _usage(end: dict) -> dict:
     usage = end["usage"]
     return {**usage, "total_tokens": usage["prompt_tokens"] + usage["completion_tokens"]}
-
-
 
 
 def _model(model_id: str) -> dict:

@@ -64,7 +64,9 @@ class ParametersSerializer(serializers.Serializer):
     )
     temperature = serializers.FloatField(required=False, allow_null=True, min_value=0, max_value=2)
     top_p = serializers.FloatField(required=False, allow_null=True, min_value=0.000001, max_value=1)
-    seed = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=2**63 - 1)
+    seed = serializers.IntegerField(
+        required=False, allow_null=True, min_value=0, max_value=2**63 - 1
+    )
     stop = serializers.ListField(
         child=StrictCharField(min_length=1, max_length=100, trim_whitespace=False),
         required=False, allow_null=True, max_length=4,

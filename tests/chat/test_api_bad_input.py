@@ -163,7 +163,12 @@ def test_it_refuses_an_unknown_adapter_on_the_native_api(call, conversation):
 
 
 def test_it_refuses_conversations_with_bad_fields(call):
-    for body in ({"title": 5}, {"adapter": "nope"}, {"system_prompt": "x" * 40000}, {"title": "x" * 201}):
+    for body in (
+        {"title": 5},
+        {"adapter": "nope"},
+        {"system_prompt": "x" * 40000},
+        {"title": "x" * 201},
+    ):
         status, answer, _ = call("/api/v1/conversations/", body)
         assert 400 <= status < 500 and answer["message"]
     assert nothing_stored()
@@ -175,7 +180,8 @@ def test_it_refuses_a_bad_last_event_id(client, owner, conversation):
 
     response = client.get(
         f"/api/v1/messages/{message.pk}/stream",
-        HTTP_AUTHORIZATION=f"Bearer {secret}", HTTP_LAST_EVENT_ID="soon",
+        HTTP_AUTHORIZATION=f"Bearer {secret}",
+        HTTP_LAST_EVENT_ID="soon",
     )
 
     assert response.status_code == 400 and response.json()["code"] == "bad_request"

@@ -23,9 +23,11 @@ def api(client, owner, demo_adapters):
 
 @pytest.mark.django_db
 def test_it_creates_reads_renames_and_deletes_a_conversation(api, owner):
-    created = api.post("/api/v1/conversations/", {"title": "Plans", "adapter": "demo-terse",
-                                                   "system_prompt": "Be short."},
-                       content_type="application/json")
+    created = api.post(
+        "/api/v1/conversations/",
+        {"title": "Plans", "adapter": "demo-terse", "system_prompt": "Be short."},
+        content_type="application/json",
+    )
     assert created.status_code == 201
     conversation = created.json()
     assert conversation["adapter"] == "demo-terse"
@@ -53,8 +55,13 @@ def test_it_reads_one_message(api, owner):
 def test_it_replays_a_finished_answer_from_the_saved_text(api, owner):
     conversation = Conversation.objects.create(owner=owner)
     answer = Message.objects.create(
-        conversation=conversation, role="assistant", content="the river runs",
-        status="complete", finish_reason="stop", prompt_tokens=3, completion_tokens=3,
+        conversation=conversation,
+        role="assistant",
+        content="the river runs",
+        status="complete",
+        finish_reason="stop",
+        prompt_tokens=3,
+        completion_tokens=3,
     )
 
     response = api.get(f"/api/v1/messages/{answer.pk}/stream")
@@ -78,7 +85,10 @@ async def test_it_frames_events_with_ids_and_keeps_the_connection_alive(
 ):
     monkeypatch.setattr(streaming, "KEEPALIVE_S", 0.001)
     exchange, _ = await streaming.start(
-        user=owner, conversation_id=None, content="Hello", adapter_slug="demo-poet",
+        user=owner,
+        conversation_id=None,
+        content="Hello",
+        adapter_slug="demo-poet",
         params=GenerationParams(max_tokens=5, seed=1),
     )
     answer = await database_sync_to_async(Message.objects.get)(pk=exchange.assistant_message.pk)

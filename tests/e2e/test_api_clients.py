@@ -26,8 +26,11 @@ def live_server_url(demo_model, tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("api")
     with scratch_database(tmp_path) as database_url:
         env = server_env(
-            database_url, TEST_MODEL_DIR,
-            API_RATE_LIMIT="100000/minute", MAX_NEW_TOKENS=str(LONG), DEFAULT_MAX_NEW_TOKENS="16",
+            database_url,
+            TEST_MODEL_DIR,
+            API_RATE_LIMIT="100000/minute",
+            MAX_NEW_TOKENS=str(LONG),
+            DEFAULT_MAX_NEW_TOKENS="16",
         )
         manage(env, "migrate", "--noinput")
         manage(env, "make_demo_model")
@@ -50,11 +53,14 @@ class Account:
         self.headers = {"Authorization": f"Bearer {self.key}"}
 
     def get(self, path: str, headers=None, **kwargs):
-        return requests.get(self.base_url + path, headers=headers or self.headers, timeout=30,
-                            **kwargs)
+        return requests.get(
+            self.base_url + path, headers=headers or self.headers, timeout=30, **kwargs
+        )
 
     def post(self, path: str, body=None, **kwargs):
-        return requests.post(self.base_url + path, json=body, headers=self.headers, timeout=30, **kwargs)
+        return requests.post(
+            self.base_url + path, json=body, headers=self.headers, timeout=30, **kwargs
+        )
 
     def send(self, content: str = "Hello!", max_tokens: int = 8, **fields) -> dict:
         conversation = self.post("/api/v1/conversations/", {}).json()["id"]
@@ -117,11 +123,16 @@ def test_it_lists_the_base_model_and_the_adapters_for_openai(alice):
 def test_it_answers_the_openai_client_and_records_the_conversation(alice):
     completion = openai_client(alice).chat.completions.create(
         model="demo-poet",
-        messages=[{"role": "system", "content": "Be brief."},
-                  {"role": "user", "content": "Hi"},
-                  {"role": "assistant", "content": "Hello."},
-                  {"role": "user", "content": "Tell me about rivers."}],
-        max_tokens=12, temperature=0.7, top_p=0.9, seed=3,
+        messages=[
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello."},
+            {"role": "user", "content": "Tell me about rivers."},
+        ],
+        max_tokens=12,
+        temperature=0.7,
+        top_p=0.9,
+        seed=3,
     )
     text = completion.choices[0].message.content
     assert text and completion.choices[0].finish_reason in ("stop", "length")
@@ -134,10 +145,17 @@ def test_it_answers_the_openai_client_and_records_the_conversation(alice):
 
 
 def test_it_streams_to_the_openai_client_with_usage_last(alice):
-    chunks = list(openai_client(alice).chat.completions.create(
-        model="base", messages=[{"role": "user", "content": "Count"}], max_tokens=10, seed=1,
-        stop=["zzz"], stream=True, stream_options={"include_usage": True},
-    ))
+    chunks = list(
+        openai_client(alice).chat.completions.create(
+            model="base",
+            messages=[{"role": "user", "content": "Count"}],
+            max_tokens=10,
+            seed=1,
+            stop=["zzz"],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert chunks[0].choices[0].delta.role == "assistant"
     assert chunks[-2].choices[0].finish_reason in ("stop", "length")
@@ -150,7 +168,8 @@ def test_it_answers_an_unknown_model_with_model_not_found_and_stores_nothing(ali
     before = len(alice.get("/api/v1/conversations/").json())
     with pytest.raises(openai.NotFoundError) as raised:
         openai_client(alice).chat.completions.create(
-            model="no-such-adapter", messages=[{"role": "user", "content": "Hi"}])
+            model="no-such-adapter", messages=[{"role": "user", "content": "Hi"}]
+        )
     assert raised.value.code == "model_not_found"
     assert len(alice.get("/api/v1/conversations/").json()) == before
 
@@ -166,8 +185,9 @@ def test_it_generates_for_the_lorax_client_with_and_without_streaming(alice):
     client = lorax.Client(f"{alice.base_url}/lorax", headers=alice.headers)
 
     answer = client.generate("Once upon a time", adapter_id="demo-chef", max_new_tokens=10)
-    tokens = list(client.generate_stream("Once upon a time", adapter_id="demo-chef",
-                                         max_new_tokens=10))
+    tokens = list(
+        client.generate_stream("Once upon a time", adapter_id="demo-chef", max_new_tokens=10)
+    )
 
     assert answer.generated_text  # greedy by default: both calls give the same text
     assert answer.details.finish_reason in ("length", "eos_token")
@@ -191,8 +211,13 @@ def test_it_generates_for_the_lorax_async_client(alice):
 
 
 def test_it_answers_lorax_generate_with_the_bare_object_and_headers(alice):
-    response = alice.post("/lorax/generate", {"inputs": "Hi", "parameters": {
-        "adapter_id": "demo-terse", "max_new_tokens": 4, "details": True}})
+    response = alice.post(
+        "/lorax/generate",
+        {
+            "inputs": "Hi",
+            "parameters": {"adapter_id": "demo-terse", "max_new_tokens": 4, "details": True},
+        },
+    )
     body = response.json()
     assert response.status_code == 200 and isinstance(body, dict)
     assert response.headers["x-adapter-id"] == "demo-terse"
@@ -237,8 +262,9 @@ def test_it_resumes_after_last_event_id_with_every_later_event_once(alice):
     sent = alice.send("Resume me", max_tokens=12)
     everything = sse_events(alice.get(sent["stream"], stream=True))
 
-    resumed = sse_events(alice.get(sent["stream"], stream=True, headers={
-        **alice.headers, "Last-Event-ID": "2"}))
+    resumed = sse_events(
+        alice.get(sent["stream"], stream=True, headers={**alice.headers, "Last-Event-ID": "2"})
+    )
 
     assert resumed == everything[3:]
 
@@ -290,8 +316,11 @@ def test_it_enforces_csrf_for_session_callers(live_server_url):
     url = f"{live_server_url}/api/v1/conversations/"
 
     refused = session.post(url, json={"title": "no token"})
-    accepted = session.post(url, json={"title": "with token"}, headers={
-        "X-CSRFToken": session.cookies["csrftoken"], "Referer": url})
+    accepted = session.post(
+        url,
+        json={"title": "with token"},
+        headers={"X-CSRFToken": session.cookies["csrftoken"], "Referer": url},
+    )
 
     assert refused.status_code == 403 and refused.json()["code"] == "forbidden"
     assert accepted.status_code == 201
@@ -304,14 +333,21 @@ def test_it_answers_404_for_another_users_ids_everywhere_streams_included(alice,
 
     attempts = [
         bob.get(f"/api/v1/conversations/{conversation}/"),
-        requests.patch(f"{bob.base_url}/api/v1/conversations/{conversation}/",
-                       json={"title": "mine"}, headers=bob.headers),
-        requests.delete(f"{bob.base_url}/api/v1/conversations/{conversation}/", headers=bob.headers),
+        requests.patch(
+            f"{bob.base_url}/api/v1/conversations/{conversation}/",
+            json={"title": "mine"},
+            headers=bob.headers,
+        ),
+        requests.delete(
+            f"{bob.base_url}/api/v1/conversations/{conversation}/", headers=bob.headers
+        ),
         bob.get(f"/api/v1/conversations/{conversation}/messages/"),
         bob.post(f"/api/v1/conversations/{conversation}/messages/", {"content": "Hi"}),
         bob.get(f"/api/v1/messages/{message}/"),
         bob.get(f"/api/v1/messages/{message}/stream"),
-        bob.get(f"/api/v1/messages/{message}/stream", headers={**bob.headers, "Last-Event-ID": "0"}),
+        bob.get(
+            f"/api/v1/messages/{message}/stream", headers={**bob.headers, "Last-Event-ID": "0"}
+        ),
         bob.post(f"/api/v1/messages/{message}/stop"),
     ]
 
@@ -324,11 +360,29 @@ def test_it_answers_404_for_another_users_ids_everywhere_streams_included(alice,
 def test_it_survives_schemathesis_without_a_server_error(live_server_url, tmp_path):
     tester = Account(live_server_url, "api-schemathesis")
     result = subprocess.run(
-        [sys.executable, "-m", "schemathesis.cli", "run", f"{live_server_url}/api/v1/schema/",
-         "-H", f"Authorization: Bearer {tester.key}", "--checks", "not_a_server_error",
-         "--max-examples", "5", "--seed", "1", "--request-timeout", "30",
-         "--generation-database", "none"],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "schemathesis.cli",
+            "run",
+            f"{live_server_url}/api/v1/schema/",
+            "-H",
+            f"Authorization: Bearer {tester.key}",
+            "--checks",
+            "not_a_server_error",
+            "--max-examples",
+            "5",
+            "--seed",
+            "1",
+            "--request-timeout",
+            "30",
+            "--generation-database",
+            "none",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stdout[-4000:]
 
@@ -343,3 +397,26 @@ def test_it_serves_the_api_docs_from_this_site_under_the_csp(live_server_url):
     for src in sources:
         assert requests.get(live_server_url + src.replace("&amp;", "&")).status_code == 200
     assert requests.get(f"{live_server_url}/api/v1/schema/").status_code == 200
+
+
+def test_it_renders_the_api_docs_in_a_browser_under_the_csp(live_server_url):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium")
+        page = browser.new_page()
+        blocked = []
+        page.on(
+            "console",
+            lambda message: (
+                blocked.append(message.text)
+                if "Content Security Policy" in message.text and "script" in message.text
+                else None
+            ),
+        )
+        page.goto(f"{live_server_url}/api/v1/docs/")
+        page.wait_for_selector(".opblock", timeout=20000)
+        operations = page.locator(".opblock").count()
+        browser.close()
+    assert operations >= 10
+    assert blocked == []
