@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from contextlib import aclosing
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
@@ -240,33 +241,36 @@ async def _events(body: GenerateRequest, exchange):
     is held back until the next event says whether it was the last."""
     held = None
     parts = []
-    async for _, envelope in streaming.follow(exchange.assistant_message):
-        kind = envelope["type"] if envelope else None
-        if envelope is None:
-            yield b": keep-alive\n\n"
-        elif kind == "inference.token":
-            if held is not None:
-                yield streaming.sse_data({"token": held, "generated_text": None, "details": None})
-            held = _token(envelope)
-            parts.append(held["text"])
-        elif kind == "inference.error":
-            err = ChatError(envelope["payload"]["code"], envelope["payload"]["message"])
-            yield streaming.sse_data(json.loads(error_response(err).content))
-            return
-        elif kind == "inference.end":
-            end = envelope["payload"]
-            failure = _incomplete(end)
-            if failure is not None:
-                yield streaming.sse_data(json.loads(error_response(failure).content))
+    async with aclosing(streaming.follow(exchange.assistant_message)) as events:
+        async for _, envelope in events:
+            kind = envelope["type"] if envelope else None
+            if envelope is None:
+                yield b": keep-alive\n\n"
+            elif kind == "inference.token":
+                if held is not None:
+                    yield streaming.sse_data(
+                        {"token": held, "generated_text": None, "details": None}
+                    )
+                held = _token(envelope)
+                parts.append(held["text"])
+            elif kind == "inference.error":
+                err = ChatError(envelope["payload"]["code"], envelope["payload"]["message"])
+                yield streaming.sse_data(json.loads(error_response(err).content))
                 return
-            last = held or {"id": 0, "text": "", "logprob": 0.0, "special": True}
-            yield streaming.sse_data(
-                {
-                    "token": last,
-                    "generated_text": _full_text(body, "".join(parts)),
-                    "details": _stream_details(body, end),
-                }
-            )
+            elif kind == "inference.end":
+                end = envelope["payload"]
+                failure = _incomplete(end)
+                if failure is not None:
+                    yield streaming.sse_data(json.loads(error_response(failure).content))
+                    return
+                last = held or {"id": 0, "text": "", "logprob": 0.0, "special": True}
+                yield streaming.sse_data(
+                    {
+                        "token": last,
+                        "generated_text": _full_text(body, "".join(parts)),
+                        "details": _stream_details(body, end),
+                    }
+                )
 
 
 def _headers(body: GenerateRequest, end: dict) -> dict:

@@ -8,6 +8,7 @@ partial text is saved if the client goes away.
 from __future__ import annotations
 
 import json
+from contextlib import aclosing
 from typing import Literal
 
 from asgiref.sync import sync_to_async
@@ -184,21 +185,22 @@ async def _chunks(body: CompletionRequest, exchange):
     """chat.completion.chunk events, then usage if asked for, then [DONE]."""
     chunk = _chunk_maker(body, exchange)
     yield streaming.sse_data(chunk({"role": "assistant", "content": ""}))
-    async for _, envelope in streaming.follow(exchange.assistant_message):
-        kind = envelope["type"] if envelope else None
-        if envelope is None:
-            yield b": keep-alive\n\n"
-        elif kind == "inference.token":
-            yield streaming.sse_data(chunk({"content": envelope["payload"]["text"]}))
-        elif kind == "inference.error":
-            err = ChatError(envelope["payload"]["code"], envelope["payload"]["message"])
-            yield streaming.sse_data(json.loads(error_response(err).content))
-        elif kind == "inference.end":
-            end = envelope["payload"]
-            yield streaming.sse_data(chunk({}, FINISH.get(end["reason"], "stop")))
-            if body.stream_options and body.stream_options.include_usage:
-                yield streaming.sse_data(chunk(None, usage=_usage(end)))
-    yield b"data: [DONE]\n\n"
+    async with aclosing(streaming.follow(exchange.assistant_message)) as events:
+        async for _, envelope in events:
+            kind = envelope["type"] if envelope else None
+            if envelope is None:
+                yield b": keep-alive\n\n"
+            elif kind == "inference.token":
+                yield streaming.sse_data(chunk({"content": envelope["payload"]["text"]}))
+            elif kind == "inference.error":
+                err = ChatError(envelope["payload"]["code"], envelope["payload"]["message"])
+                yield streaming.sse_data(json.loads(error_response(err).content))
+            elif kind == "inference.end":
+                end = envelope["payload"]
+                yield streaming.sse_data(chunk({}, FINISH.get(end["reason"], "stop")))
+                if body.stream_options and body.stream_options.include_usage:
+                    yield streaming.sse_data(chunk(None, usage=_usage(end)))
+        yield b"data: [DONE]\n\n"
 
 
 def _chunk_maker(body, exchange):

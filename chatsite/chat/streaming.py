@@ -12,6 +12,7 @@ import asyncio
 import contextvars
 import json
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
@@ -88,8 +89,11 @@ async def follow(message, after: int = -1) -> AsyncIterator[tuple[int, dict | No
     try:
         while True:
             try:
-                # The subscription, unlike this generator, is safe to cancel mid-wait.
-                envelope = await asyncio.wait_for(subscription.__anext__(), KEEPALIVE_S)
+                # Not asyncio.wait_for: on Python 3.11 it can swallow a cancellation that
+                # arrives as the next event does, and a client that left would then be
+                # streamed to until the end instead of interrupting the run.
+                async with asyncio.timeout(KEEPALIVE_S):
+                    envelope = await subscription.__anext__()
             except TimeoutError:
                 yield -1, None
                 continue
@@ -112,17 +116,43 @@ async def until_end(run: GenerationRun) -> list[dict]:
 
 async def native_sse(message, after: int = -1) -> AsyncIterator[bytes]:
     """PROTOCOLS.md §1 SSE framing of `follow`."""
-    async for position, envelope in follow(message, after):
-        if envelope is None:
-            yield b": keep-alive\n\n"
-        else:
-            data = json.dumps(envelope, separators=(",", ":"))
-            yield f"id: {position}\nevent: {envelope['type']}\ndata: {data}\n\n".encode()
+    async with aclosing(follow(message, after)) as events:
+        async for position, envelope in events:
+            if envelope is None:
+                yield b": keep-alive\n\n"
+            else:
+                data = json.dumps(envelope, separators=(",", ":"))
+                yield f"id: {position}\nevent: {envelope['type']}\ndata: {data}\n\n".encode()
+
+
+class ClosingStream:
+    """Frames whose generator is surely closed when the response ends.
+
+    When a client disconnects while Django is sending a chunk, Django stops iterating but does
+    not `aclose()` the generator behind its wrappers, so the `finally` that closes the
+    subscription (and applies the disconnect policy) would wait for the garbage collector.
+    Django does call the content's `close()` (from a worker thread) at the end of the response.
+    """
+
+    def __init__(self, frames: AsyncIterator[bytes]):
+        self._frames = frames
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self) -> bytes:
+        self._loop = asyncio.get_running_loop()
+        return await self._frames.__anext__()
+
+    def close(self) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            asyncio.run_coroutine_threadsafe(self._frames.aclose(), self._loop)
 
 
 def sse_response(frames) -> StreamingHttpResponse:
     """An SSE answer that no proxy buffers or caches."""
-    response = StreamingHttpResponse(frames, content_type="text/event-stream")
+    response = StreamingHttpResponse(ClosingStream(frames), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
     return response

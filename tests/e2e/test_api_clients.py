@@ -180,6 +180,38 @@ def test_it_refuses_a_bad_key_to_the_openai_client(live_server_url):
         client.models.list()
 
 
+def latest_answer(account) -> dict:
+    conversation = account.get("/api/v1/conversations/").json()[0]["id"]
+    return account.get(f"/api/v1/conversations/{conversation}/messages/").json()[-1]
+
+
+def test_it_keeps_the_text_as_interrupted_when_an_openai_stream_is_dropped(alice):
+    stream = openai_client(alice).chat.completions.create(
+        model="demo-poet",
+        messages=[{"role": "user", "content": "On and on"}],
+        max_tokens=LONG,
+        stream=True,
+    )
+    seen = ""
+    for chunk, _ in zip(stream, range(4)):
+        seen += chunk.choices[0].delta.content or ""
+    stream.close()
+
+    answer = alice.wait_for_status(latest_answer(alice)["id"], statuses=("interrupted", "complete"))
+    assert answer["status"] == "interrupted" and answer["content"].startswith(seen)
+
+
+def test_it_keeps_the_text_as_interrupted_when_a_waiting_client_gives_up(alice):
+    body = {"model": "base", "messages": [{"role": "user", "content": "Long"}], "max_tokens": LONG}
+    with pytest.raises(requests.Timeout):
+        requests.post(
+            f"{alice.base_url}/v1/chat/completions", json=body, headers=alice.headers, timeout=0.5
+        )
+
+    answer = alice.wait_for_status(latest_answer(alice)["id"], statuses=("interrupted", "complete"))
+    assert answer["status"] == "interrupted"
+
+
 # --- LoRAX ----------------------------------------------------------------------------------
 def test_it_generates_for_the_lorax_client_with_and_without_streaming(alice):
     client = lorax.Client(f"{alice.base_url}/lorax", headers=alice.headers)
