@@ -9,8 +9,9 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from chatsite.chat import envelopes, services
 from chatsite.chat.errors import ChatError
+from chatsite.chat.models import Message
 from chatsite.chat.generation import GenerationRun, generation_run, run_of
-from chatsite.chat.protocol import ChatSend, ChatStop, parse_frame
+from chatsite.chat.protocol import ChatFollow, ChatSend, ChatStop, parse_frame
 from chatsite.chat.selectors import message_of
 
 NOT_SIGNED_IN = 4401
@@ -36,6 +37,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 await self._send(frame)
             elif isinstance(frame, ChatStop):
                 await self._stop(frame)
+            elif isinstance(frame, ChatFollow):
+                await self._resume(frame)
         except ChatError as err:
             for envelope in envelopes.rejection(err):
                 await self.send_json(envelope)
@@ -55,6 +58,19 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         run = run_of(frame.message)
         if run is not None:
             run.stop()
+
+    async def _resume(self, frame: ChatFollow) -> None:
+        message = await database_sync_to_async(message_of)(
+            self.user, frame.message, role=Message.Role.ASSISTANT
+        )
+        after = -1 if frame.resume is None else frame.resume
+        run = run_of(frame.message)
+        if run is not None:
+            self._follow(run, after)
+            return
+        # The log is gone: the saved message stands in for the whole generation.
+        for envelope in await database_sync_to_async(envelopes.from_saved)(message):
+            await self.send_json(envelope)
 
     def _follow(self, run: GenerationRun, after: int = -1) -> None:
         task = asyncio.create_task(self._relay(run, after))

@@ -42,19 +42,33 @@ class ChatStop(BaseModel):
     message: int
 
 
-Frame = Annotated[Union[ChatSend, ChatStop], Field(discriminator="type")]
+class ChatFollow(BaseModel):
+    """Follow a generation from the event after `resume` (the last sequence number seen;
+    null for all): how a reloaded page or a reconnected socket picks up a live answer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["chat.follow"]
+    message: int
+    resume: int | None = Field(default=None, ge=-1)
+
+
+FRAME_TYPES = ("chat.send", "chat.stop", "chat.follow")
+Frame = Annotated[Union[ChatSend, ChatStop, ChatFollow], Field(discriminator="type")]
 _frame = TypeAdapter(Frame)
 
 
-def parse_frame(text: str | None) -> ChatSend | ChatStop:
+def parse_frame(text: str | None) -> ChatSend | ChatStop | ChatFollow:
     if text is None:
         raise ChatError("bad_request", "Frames must be JSON text, not binary.")
     try:
         data = json.loads(text)
     except ValueError:
         raise ChatError("bad_request", "That frame is not valid JSON.") from None
-    if not isinstance(data, dict) or data.get("type") not in ("chat.send", "chat.stop"):
-        raise ChatError("bad_request", "Send a JSON object whose type is chat.send or chat.stop.")
+    if not isinstance(data, dict) or data.get("type") not in FRAME_TYPES:
+        raise ChatError(
+            "bad_request", f"Send a JSON object whose type is one of {', '.join(FRAME_TYPES)}."
+        )
     try:
         return _frame.validate_python(data)
     except ValidationError as exc:

@@ -27,8 +27,11 @@ def messages_of(conversation: Conversation):
     return conversation.messages.select_related("adapter")
 
 
-def message_of(user, message_id: int) -> Message:
-    message = Message.objects.filter(pk=message_id, conversation__owner=user).first()
+def message_of(user, message_id: int, *, role: str | None = None) -> Message:
+    messages = Message.objects.filter(pk=message_id, conversation__owner=user)
+    if role:
+        messages = messages.filter(role=role)
+    message = messages.select_related("adapter").first()
     if message is None:
         raise ChatError("not_found", "There is no message with that id.")
     return message
