@@ -20,6 +20,7 @@ from rest_framework.views import APIView
 from chatsite.adapters.selectors import adapter_for_user, adapters_usable_by
 from chatsite.chat import selectors, services, streaming
 from chatsite.chat.errors import ChatError
+from chatsite.chat.models import Message
 from chatsite.chat.protocol import GenerationParams
 from chatsite.chat.serializers import (
     AdapterSerializer,
@@ -162,7 +163,7 @@ class MessageStream(APIView):
         },
     )
     def get(self, request, pk: int):
-        message = selectors.message_of(request.user, pk)
+        message = selectors.message_of(request.user, pk, role=Message.Role.ASSISTANT)
         return streaming.sse_response(streaming.native_sse(message, after=_last_event_id(request)))
 
 
@@ -170,7 +171,7 @@ class MessageStream(APIView):
 class MessageStop(APIView):
     @extend_schema(request=None, responses={200: MessageSerializer, **ERRORS})
     def post(self, request, pk: int):
-        message = selectors.message_of(request.user, pk)
+        message = selectors.message_of(request.user, pk, role=Message.Role.ASSISTANT)
         streaming.stop_from_sync_view(message.pk)
         message.refresh_from_db()
         return Response(MessageSerializer(message).data)

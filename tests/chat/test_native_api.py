@@ -101,3 +101,12 @@ async def test_it_frames_events_with_ids_and_keeps_the_connection_alive(
     assert events[-1].split(b"\n")[1] == b"event: inference.end"
     saved = await database_sync_to_async(Message.objects.get)(pk=answer.pk)
     assert saved.status == "complete"
+
+
+@pytest.mark.django_db
+def test_it_streams_and_stops_only_answers(api, owner):
+    conversation = Conversation.objects.create(owner=owner)
+    question = Message.objects.create(conversation=conversation, role="user", content="Hi")
+
+    assert api.get(f"/api/v1/messages/{question.pk}/stream").status_code == 404
+    assert api.post(f"/api/v1/messages/{question.pk}/stop").status_code == 404
