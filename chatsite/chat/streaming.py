@@ -14,8 +14,7 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 
-from asgiref.sync import async_to_sync
-from channels.db import database_sync_to_async
+from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
 from django.http import StreamingHttpResponse
 
@@ -43,7 +42,9 @@ def exchange_start_limited(starter=services.exchange_start, **fields) -> service
 
 async def start(starter=services.exchange_start, **fields):
     """Record the exchange and start generating it (from async views): (exchange, run)."""
-    exchange = await database_sync_to_async(exchange_start_limited)(starter, **fields)
+    # asgiref's sync_to_async, as Django advises inside a request (the request's end closes its
+    # connection); channels' database_sync_to_async is for work outside requests.
+    exchange = await sync_to_async(exchange_start_limited)(starter, **fields)
     return exchange, await _run_detached(exchange)
 
 
