@@ -403,7 +403,7 @@ def test_it_survives_schemathesis_without_a_server_error(live_server_url, tmp_pa
             "--checks",
             "not_a_server_error",
             "--max-examples",
-            "5",
+            "3",
             "--seed",
             "1",
             "--request-timeout",
