@@ -49,6 +49,10 @@ class Environment(BaseSettings):
     MAX_PROMPT_CHARS: int = Field(default=32000, ge=1)
     MAX_NEW_TOKENS: int = Field(default=1024, ge=1)
     DEFAULT_MAX_NEW_TOKENS: int = Field(default=256, ge=1)
+    API_MAX_CONCURRENT: int = Field(default=4, ge=1)
+    API_RATE_LIMIT: str = Field(
+        default="120/minute", pattern=r"^[1-9][0-9]*/(second|minute|hour|day)$"
+    )
 
     @field_validator("ALLOWED_HOSTS", "CSRF_TRUSTED_ORIGINS", mode="before")
     @classmethod

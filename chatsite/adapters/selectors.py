@@ -106,3 +106,11 @@ def adapter_usage(adapter: Adapter) -> AdapterUsage:
         mean_ttft_ms=totals["mean_ttft_ms"],
         tokens_per_s=timed["tokens"] * 1000 / timed["ms"] if timed["ms"] else None,
     )
+
+
+def base_model_id() -> str:
+    """The name clients use for the plain base model (OpenAI `model`, LoRAX `model_id`): a
+    hub id as it is, a local directory by its name."""
+    configured = str(settings.BASE_MODEL).rstrip("/")
+    path = Path(configured)
+    return path.name if path.is_absolute() or path.exists() else configured

@@ -1,21 +1,49 @@
-"""Read API under /api/v1/ (session auth). Another user's ids answer 404."""
+"""Native API under /api/v1/ (docs/ARCHITECTURE.md, "HTTP APIs"): API key or session (with
+CSRF). Thin: parse, authorise, call one service or selector, format. Another user's ids
+answer 404, exactly like ids that do not exist."""
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
-from django.http import Http404
+from django.http import JsonResponse
 from django.utils.decorators import method_decorator
-from rest_framework import generics
+from django.views.decorators.csrf import csrf_exempt
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
+from rest_framework import generics, serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
 
-from chatsite.adapters.selectors import adapters_usable_by
-from chatsite.chat import selectors
+from chatsite.adapters.selectors import adapter_for_user, adapters_usable_by
+from chatsite.chat import selectors, services, streaming
 from chatsite.chat.errors import ChatError
+from chatsite.chat.models import Message
+from chatsite.chat.protocol import GenerationParams
 from chatsite.chat.serializers import (
     AdapterSerializer,
+    ConversationCreateSerializer,
+    ConversationRenameSerializer,
     ConversationSerializer,
+    ErrorSerializer,
     MessageSerializer,
+    SendSerializer,
+    SentSerializer,
 )
 
-# DRF answers unauthenticated API calls itself (401/403 JSON), not with a login redirect.
+# DRF answers unauthenticated API calls itself (401 JSON), not with a login redirect.
 api_view = method_decorator(login_not_required, name="dispatch")
+SSE_EVENT = inline_serializer(
+    "ServerSentEvent",
+    {
+        "id": serializers.CharField(),
+        "event": serializers.CharField(),
+        "data": serializers.CharField(),
+    },
+)
+ERRORS = {code: ErrorSerializer for code in (400, 401, 403, 404, 429)}
 
 
 @api_view
@@ -25,17 +53,128 @@ class ConversationList(generics.ListAPIView):
     def get_queryset(self):
         return selectors.conversations_of(self.request.user)
 
+    @extend_schema(responses={200: ConversationSerializer(many=True), **ERRORS})
+    def get(self, request):
+        return super().get(request)
+
+    @extend_schema(
+        request=ConversationCreateSerializer, responses={201: ConversationSerializer, **ERRORS}
+    )
+    def post(self, request):
+        data = _valid(ConversationCreateSerializer, request.data)
+        _check_prompt_size(data["system_prompt"], "system_prompt")
+        slug = data.get("adapter")
+        conversation = services.conversation_create(
+            owner=request.user,
+            adapter=adapter_for_user(request.user, slug) if slug else None,
+            title=data["title"],
+            system_prompt=data["system_prompt"],
+        )
+        return Response(ConversationSerializer(conversation).data, status=status.HTTP_201_CREATED)
+
+
+@api_view
+class ConversationDetail(APIView):
+    @extend_schema(responses={200: ConversationSerializer, **ERRORS})
+    def get(self, request, pk: int):
+        conversation = selectors.conversation_of(request.user, pk)
+        return Response(ConversationSerializer(conversation).data)
+
+    @extend_schema(
+        request=ConversationRenameSerializer, responses={200: ConversationSerializer, **ERRORS}
+    )
+    def patch(self, request, pk: int):
+        data = _valid(ConversationRenameSerializer, request.data)
+        if "title" in data:
+            conversation = services.conversation_rename(
+                user=request.user, conversation_id=pk, title=data["title"]
+            )
+        else:
+            conversation = selectors.conversation_of(request.user, pk)
+        return Response(ConversationSerializer(conversation).data)
+
+    @extend_schema(responses={204: None, **ERRORS})
+    def delete(self, request, pk: int):
+        services.conversation_delete(user=request.user, conversation_id=pk)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
 
 @api_view
 class ConversationMessages(generics.ListAPIView):
     serializer_class = MessageSerializer
 
     def get_queryset(self):
-        try:
-            conversation = selectors.conversation_of(self.request.user, self.kwargs["pk"])
-        except ChatError:
-            raise Http404 from None
+        conversation = selectors.conversation_of(self.request.user, self.kwargs["pk"])
         return selectors.messages_of(conversation)
+
+    @extend_schema(responses={200: MessageSerializer(many=True), **ERRORS})
+    def get(self, request, pk: int):
+        return super().get(request, pk=pk)
+
+    @extend_schema(
+        request=SendSerializer,
+        responses={201: SentSerializer, **ERRORS},
+        description="Send a message and start generating the answer; follow it on `stream`.",
+    )
+    def post(self, request, pk: int):
+        data = _valid(SendSerializer, request.data)
+        exchange = streaming.start_from_sync_view(
+            user=request.user,
+            conversation_id=pk,
+            content=data["content"],
+            adapter_slug=data.get("adapter"),
+            params=GenerationParams(**data.get("parameters", {})),
+        )
+        answer = exchange.assistant_message.pk
+        body = {
+            "message": answer,
+            "user_message": exchange.user_message.pk,
+            "conversation": exchange.conversation.pk,
+            "stream": f"/api/v1/messages/{answer}/stream",
+        }
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+@api_view
+class MessageDetail(APIView):
+    @extend_schema(responses={200: MessageSerializer, **ERRORS})
+    def get(self, request, pk: int):
+        return Response(MessageSerializer(selectors.message_of(request.user, pk)).data)
+
+
+@api_view
+class MessageStream(APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "Last-Event-ID",
+                {"type": "integer", "minimum": 0},
+                OpenApiParameter.HEADER,
+                description="Resume after this event id: every later event once, then the live tail.",
+            )
+        ],
+        responses={
+            (200, "text/event-stream"): OpenApiResponse(
+                SSE_EVENT,
+                description="Server-sent events: inference.start, inference.token…, "
+                "inference.error, inference.end (PROTOCOLS.md §1).",
+            ),
+            **ERRORS,
+        },
+    )
+    def get(self, request, pk: int):
+        message = selectors.message_of(request.user, pk, role=Message.Role.ASSISTANT)
+        return streaming.sse_response(streaming.native_sse(message, after=_last_event_id(request)))
+
+
+@api_view
+class MessageStop(APIView):
+    @extend_schema(request=None, responses={200: MessageSerializer, **ERRORS})
+    def post(self, request, pk: int):
+        message = selectors.message_of(request.user, pk, role=Message.Role.ASSISTANT)
+        streaming.stop_from_sync_view(message.pk)
+        message.refresh_from_db()
+        return Response(MessageSerializer(message).data)
 
 
 @api_view
@@ -44,3 +183,40 @@ class AdapterList(generics.ListAPIView):
 
     def get_queryset(self):
         return adapters_usable_by(self.request.user)
+
+    @extend_schema(responses={200: AdapterSerializer(many=True), **ERRORS})
+    def get(self, request):
+        return super().get(request)
+
+
+@csrf_exempt  # it changes nothing; a CSRF refusal would be an HTML page
+@login_not_required
+def not_found(request, rest: str = ""):
+    """Any other address under /api/v1/: a JSON 404, not an HTML page (nor an APPEND_SLASH
+    redirect that would drop a POST body)."""
+    body = {"code": "not_found", "message": "There is no API endpoint at this address."}
+    return JsonResponse(body, status=404)
+
+
+def _valid(serializer_class, data) -> dict:
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def _check_prompt_size(text: str, field: str) -> None:
+    if len(text) > settings.MAX_PROMPT_CHARS:
+        raise ChatError(
+            "invalid_content",
+            f"Field “{field}” is {len(text)} characters long; the limit is "
+            f"{settings.MAX_PROMPT_CHARS}.",
+        )
+
+
+def _last_event_id(request) -> int:
+    value = request.headers.get("Last-Event-ID", "").strip()
+    if not value:
+        return -1
+    if not value.isdigit():
+        raise ChatError("bad_request", "Last-Event-ID must be the id of an event you received.")
+    return int(value)

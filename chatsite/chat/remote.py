@@ -42,7 +42,10 @@ async def remote_run(exchange: services.Exchange) -> "RemoteRun":
     await run.lease(run.launch_watcher)
     await redis.xadd(tokenlog.stream_key(answer.pk), {"e": _json(start)}, id=tokenlog.entry_id(0))
     params = dataclasses.asdict(exchange.request.params)
-    await sync_to_async(generate.delay)(answer.pk, params, settings.STREAM_RESUME_GRACE_S)
+    raw_prompt = exchange.request.prompt is not None
+    await sync_to_async(generate.delay)(
+        answer.pk, params, raw_prompt, settings.STREAM_RESUME_GRACE_S
+    )
     return run
 
 

@@ -56,3 +56,10 @@ def prompt_turns(conversation: Conversation, last: Message) -> tuple[ChatTurn, .
     if conversation.system_prompt:
         chain.insert(0, ChatTurn(role="system", content=conversation.system_prompt))
     return tuple(chain)
+
+
+def live_generations_count(user) -> int:
+    """Answers of `user` still being generated, in any process."""
+    return Message.objects.filter(
+        conversation__owner=user, role=Message.Role.ASSISTANT, status__in=Message.LIVE_STATUSES
+    ).count()

@@ -1,3 +1,4 @@
+from django.conf import settings
 from rest_framework import serializers
 
 from chatsite.adapters.models import Adapter
@@ -11,7 +12,7 @@ class AdapterSerializer(serializers.ModelSerializer):
 
 
 class ConversationSerializer(serializers.ModelSerializer):
-    adapter = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    adapter = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
 
     class Meta:
         model = Conversation
@@ -19,7 +20,7 @@ class ConversationSerializer(serializers.ModelSerializer):
 
 
 class MessageSerializer(serializers.ModelSerializer):
-    adapter = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    adapter = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
     usage = serializers.SerializerMethodField()
     timings = serializers.SerializerMethodField()
     error = serializers.SerializerMethodField()
@@ -44,3 +45,64 @@ class MessageSerializer(serializers.ModelSerializer):
         if not message.error_code:
             return None
         return {"code": message.error_code, "message": message.error_text}
+
+
+# --- input ------------------------------------------------------------------------------------
+class StrictCharField(serializers.CharField):
+    """A string, and only a string: DRF's CharField would turn 0 into "0"."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+# Bounds mirror chat.protocol.GenerationParams, which validates again when the exchange starts.
+class ParametersSerializer(serializers.Serializer):
+    max_tokens = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, max_value=settings.MAX_NEW_TOKENS
+    )
+    temperature = serializers.FloatField(required=False, allow_null=True, min_value=0, max_value=2)
+    top_p = serializers.FloatField(required=False, allow_null=True, min_value=0.000001, max_value=1)
+    seed = serializers.IntegerField(
+        required=False, allow_null=True, min_value=0, max_value=2**63 - 1
+    )
+    stop = serializers.ListField(
+        child=StrictCharField(min_length=1, max_length=100, trim_whitespace=False),
+        required=False, allow_null=True, max_length=4,
+    )
+
+
+class SendSerializer(serializers.Serializer):
+    content = StrictCharField(trim_whitespace=False)
+    adapter = StrictCharField(
+        required=False, allow_null=True, allow_blank=True,
+        help_text="An adapter slug; \"\" for the base model; left out, the conversation's own.",
+    )
+    parameters = ParametersSerializer(required=False)
+
+
+class SentSerializer(serializers.Serializer):
+    message = serializers.IntegerField(help_text="The assistant message being generated.")
+    user_message = serializers.IntegerField()
+    conversation = serializers.IntegerField()
+    stream = serializers.CharField(help_text="Where its events stream (SSE).")
+
+
+class ConversationCreateSerializer(serializers.Serializer):
+    title = StrictCharField(
+        max_length=200, required=False, allow_blank=True, default="", trim_whitespace=False
+    )
+    adapter = StrictCharField(required=False, allow_null=True, allow_blank=True)
+    system_prompt = StrictCharField(
+        required=False, allow_blank=True, default="", trim_whitespace=False
+    )
+
+
+class ConversationRenameSerializer(serializers.Serializer):
+    title = StrictCharField(max_length=200, allow_blank=True, required=False, trim_whitespace=False)
+
+
+class ErrorSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()

@@ -42,9 +42,12 @@ def conversation_create(*, owner, adapter: Adapter | None, title: str = "", syst
 
 def exchange_start(
     *, user, conversation_id: int | None, content: str, adapter_slug: str | None,
-    params: GenerationParams,
+    params: GenerationParams, raw_prompt: bool = False,
 ) -> Exchange:
-    """Record a user message and a pending answer, and describe the generation to run."""
+    """Record a user message and a pending answer, and describe the generation to run.
+
+    With `raw_prompt` the content is sent to the model as it is, without the chat template
+    (LoRAX's `inputs`); it is still recorded as the user's message."""
     content = _checked_content(content)
     with transaction.atomic():
         if conversation_id is None:
@@ -74,21 +77,25 @@ def exchange_start(
             status=Message.Status.PENDING,
             adapter=adapter,
         )
-    return Exchange(conversation, user_message, answer, _request_for(answer, sampling))
+    return Exchange(
+        conversation, user_message, answer, _request_for(answer, sampling, raw_prompt=raw_prompt)
+    )
 
 
-def generation_request(*, message_id: int, params: dict) -> GenerationRequest:
+def generation_request(*, message_id: int, params: dict, raw_prompt: bool) -> GenerationRequest:
     """The engine request for a pending answer, rebuilt from its rows (the worker's view)."""
     answer = Message.objects.select_related("conversation", "parent", "adapter").get(pk=message_id)
-    return _request_for(answer, SamplingParams(**{**params, "stop": tuple(params["stop"])}))
+    sampling = SamplingParams(**{**params, "stop": tuple(params["stop"])})
+    return _request_for(answer, sampling, raw_prompt=raw_prompt)
 
 
-def _request_for(answer: Message, sampling: SamplingParams) -> GenerationRequest:
+def _request_for(answer: Message, sampling: SamplingParams, *, raw_prompt: bool) -> GenerationRequest:
     return GenerationRequest(
         id=f"message-{answer.pk}",
-        messages=adapter_defaults(answer.adapter).with_system_prompt(
+        messages=() if raw_prompt else adapter_defaults(answer.adapter).with_system_prompt(
             selectors.prompt_turns(answer.conversation, answer.parent)
         ),
+        prompt=answer.parent.content if raw_prompt else None,
         adapter=adapter_ref(answer.adapter) if answer.adapter else None,
         params=sampling,
     )
@@ -102,6 +109,44 @@ def generation_claim(*, message_id: int, worker: str) -> bool:
             status=Message.Status.STREAMING, worker=worker, updated_at=timezone.now()
         )
     )
+
+
+def conversation_rename(*, user, conversation_id: int, title: str) -> Conversation:
+    conversation = selectors.conversation_of(user, conversation_id)
+    conversation.title = title[:200]
+    conversation.save(update_fields=["title", "updated_at"])
+    return conversation
+
+
+def conversation_delete(*, user, conversation_id: int) -> None:
+    """Delete a conversation and its messages; a live answer in it just stops being saved."""
+    selectors.conversation_of(user, conversation_id).delete()
+
+
+def transcript_exchange_start(
+    *, user, turns: list[tuple[str, str]], adapter_slug: str | None, params: GenerationParams,
+) -> Exchange:
+    """A new conversation holding a whole transcript (OpenAI's `messages`): system turns
+    become its system prompt, earlier turns its history, the last user turn the question.
+    All or nothing: a refusal leaves no rows behind."""
+    *history, (role, content) = turns
+    if role != "user":
+        raise ChatError("bad_request", "The last message must be the user's.")
+    system = "\n\n".join(text for kind, text in history if kind == "system")
+    with transaction.atomic():
+        conversation = conversation_create(
+            owner=user, adapter=None, title=_title_from(content), system_prompt=system
+        )
+        parent = None
+        for kind, text in history:
+            if kind != "system":
+                parent = Message.objects.create(
+                    conversation=conversation, parent=parent, role=kind, content=text
+                )
+        return exchange_start(
+            user=user, conversation_id=conversation.pk, content=content,
+            adapter_slug=adapter_slug or "", params=params,
+        )
 
 
 def generation_checkpoint(*, message_id: int, content: str) -> None:

@@ -37,7 +37,7 @@ _started = threading.Lock()
 _threads_running = False
 
 
-def generate(message_id: int, params: dict, grace_s: float) -> None:
+def generate(message_id: int, params: dict, raw_prompt: bool, grace_s: float) -> None:
     """Run one generation to its end in this thread (called by the Celery task).
 
     `grace_s` comes from the web tier that took the request: the disconnect policy is the web
@@ -48,7 +48,9 @@ def generate(message_id: int, params: dict, grace_s: float) -> None:
         log.info("message %s was claimed or ended already; not generating it again", message_id)
         return
     redis.set(tokenlog.owner_key(message_id), WORKER_NAME)
-    request = services.generation_request(message_id=message_id, params=params)
+    request = services.generation_request(
+        message_id=message_id, params=params, raw_prompt=raw_prompt
+    )
     generation = WorkerGeneration(message_id, request, redis, grace_s)
     _live[message_id] = generation
     try:

@@ -1,0 +1,287 @@
+"""LoRAX-compatible routes under /lorax (PROTOCOLS.md §3), for `lorax-client` and raw LoRAX
+users: `POST /lorax` (the client posts to its base URL), `/lorax/generate`,
+`/lorax/generate_stream`, `GET /lorax/info`, `GET /lorax/health`.
+
+`inputs` goes to the model as a raw prompt (no chat template) and is recorded as a new
+conversation of the key's user. `adapter_id` is an adapter slug; null or "" is the base model.
+The engine's events carry text deltas, not token ids or log-probabilities: each delta is
+reported as one token whose `id` is its index and whose `logprob` is 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from contextlib import aclosing
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_not_required
+from django.http import HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
+from pydantic import BaseModel, ConfigDict, Field
+
+from chatsite.adapters.selectors import base_model_id
+from chatsite.chat import streaming
+from chatsite.chat.api_common import key_user, parse_body, retry_headers, status_of
+from chatsite.chat.engine import local_engine
+from chatsite.chat.errors import ChatError
+from chatsite.chat.protocol import GenerationParams
+
+VERSION = "patchbay-lorax-compat-1"
+# Parameters LoRAX has that Patchbay does not implement: refused rather than ignored.
+UNSUPPORTED = (
+    "adapter_source",
+    "merged_adapters",
+    "repetition_penalty",
+    "top_k",
+    "truncate",
+    "typical_p",
+    "response_format",
+)
+UNSUPPORTED_TRUE = ("ignore_eos_token", "watermark", "decoder_input_details")
+
+
+class Parameters(BaseModel):
+    # The client sends every field, nulls included; only the ones below do anything.
+    model_config = ConfigDict(extra="allow")
+
+    adapter_id: str | None = None
+    do_sample: bool = False
+    max_new_tokens: int | None = Field(default=None, ge=1)
+    best_of: int | None = Field(default=None, ge=1, le=1)
+    return_full_text: bool | None = False
+    seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
+    stop: list[str] = []
+    temperature: float | None = Field(default=None, gt=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    details: bool = True
+    return_k_alternatives: int | None = Field(default=None, le=0)
+
+
+class GenerateRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    inputs: str
+    parameters: Parameters = Field(default_factory=Parameters)
+    stream: bool = False
+
+
+@csrf_exempt
+@login_not_required
+@require_POST
+async def compat(request):
+    """LoRAX's `/` route: what `lorax-client` calls. Answers an array unless streaming."""
+    return await _generate(request, stream=None, as_array=True)
+
+
+@csrf_exempt
+@login_not_required
+@require_POST
+async def generate(request):
+    return await _generate(request, stream=False, as_array=False)
+
+
+@csrf_exempt
+@login_not_required
+@require_POST
+async def generate_stream(request):
+    return await _generate(request, stream=True, as_array=False)
+
+
+@login_not_required
+@require_GET
+async def info(request):
+    return JsonResponse(
+        {
+            "model_id": base_model_id(),
+            "max_input_length": settings.MAX_PROMPT_CHARS,
+            "max_total_tokens": settings.MAX_PROMPT_CHARS + settings.MAX_NEW_TOKENS,
+            "max_new_tokens": settings.MAX_NEW_TOKENS,
+            "max_concurrent_requests": settings.API_MAX_CONCURRENT,
+            "max_best_of": 1,
+            "max_stop_sequences": 4,
+            "version": VERSION,
+        }
+    )
+
+
+@login_not_required
+@require_GET
+async def health(request):
+    if settings.INFERENCE_MODE == "local":
+        try:
+            await asyncio.to_thread(local_engine)
+        except ChatError:
+            return _error(ChatError("unhealthy", "unhealthy"), 503, "healthcheck")
+    return HttpResponse(status=200)
+
+
+async def _generate(request, *, stream: bool | None, as_array: bool):
+    try:
+        await key_user(request)
+        body = parse_body(request, GenerateRequest)
+        exchange, run = await streaming.start(
+            user=request.user,
+            conversation_id=None,
+            content=body.inputs,
+            adapter_slug=body.parameters.adapter_id or "",
+            params=_params(body.parameters),
+            raw_prompt=True,
+        )
+    except ChatError as err:
+        return error_response(err)
+    if body.stream if stream is None else stream:
+        return streaming.sse_response(_events(body, exchange))
+    events = await streaming.until_end(run)
+    failure = streaming.error_of(events) or _incomplete(streaming.end_of(events))
+    if failure is not None:
+        return error_response(failure)
+    answer = _answer(body, events)
+    return JsonResponse(
+        [answer] if as_array else answer,
+        safe=False,
+        headers=_headers(body, streaming.end_of(events)),
+    )
+
+
+def error_response(err: ChatError) -> JsonResponse:
+    status = status_of(err)
+    if status == 400:
+        status = 422  # LoRAX's status for a request that does not validate
+    error_type = {
+        401: "authentication",
+        404: "not_found",
+        422: "validation",
+        429: "overloaded",
+    }.get(status, "generation")
+    if status >= 500:
+        status = 424
+    return _error(err, status, error_type)
+
+
+def _error(err: ChatError, status: int, error_type: str) -> JsonResponse:
+    return JsonResponse(
+        {"error": err.message, "error_type": error_type}, status=status, headers=retry_headers(err)
+    )
+
+
+def _params(parameters: Parameters) -> GenerationParams:
+    extra = parameters.model_extra or {}
+    for name in UNSUPPORTED:
+        if extra.get(name) not in ((None, "hub") if name == "adapter_source" else (None,)):
+            raise ChatError(
+                "bad_request", f"Patchbay does not support the parameter {name}; leave it out."
+            )
+    for name in UNSUPPORTED_TRUE:
+        if extra.get(name):
+            raise ChatError("bad_request", f"Patchbay does not support {name}=true.")
+    temperature = parameters.temperature
+    if temperature is None:
+        temperature = 1.0 if parameters.do_sample else 0.0  # LoRAX: greedy unless sampling
+    try:
+        return GenerationParams(
+            max_tokens=parameters.max_new_tokens,
+            temperature=temperature,
+            top_p=parameters.top_p,
+            seed=parameters.seed,
+            stop=parameters.stop or None,
+        )
+    except ValueError as exc:
+        raise ChatError(
+            "bad_request", f"Field “parameters.stop”: {exc.errors()[0]['msg']}."
+        ) from None
+
+
+def _incomplete(end: dict) -> ChatError | None:
+    if end["reason"] in ("stop", "length"):
+        return None
+    return ChatError("incomplete_generation", f"The generation ended early ({end['reason']}).")
+
+
+def _finish_reason(body: GenerateRequest, end: dict) -> str:
+    if end["reason"] == "length":
+        return "length"
+    return "stop_sequence" if body.parameters.stop else "eos_token"
+
+
+def _token(envelope: dict) -> dict:
+    payload = envelope["payload"]
+    return {"id": payload["index"], "text": payload["text"], "logprob": 0.0, "special": False}
+
+
+def _full_text(body: GenerateRequest, text: str) -> str:
+    return body.inputs + text if body.parameters.return_full_text else text
+
+
+def _answer(body: GenerateRequest, events: list[dict]) -> dict:
+    end = streaming.end_of(events)
+    details = None
+    if body.parameters.details:
+        details = {
+            **_stream_details(body, end),
+            "prefill": [],
+            "tokens": [_token(e) for e in events if e["type"] == "inference.token"],
+            "best_of_sequences": None,
+        }
+    return {"generated_text": _full_text(body, streaming.text_of(events)), "details": details}
+
+
+def _stream_details(body: GenerateRequest, end: dict) -> dict:
+    return {
+        "finish_reason": _finish_reason(body, end),
+        "prompt_tokens": end["usage"]["prompt_tokens"],
+        "generated_tokens": end["usage"]["completion_tokens"],
+        "seed": body.parameters.seed,
+    }
+
+
+async def _events(body: GenerateRequest, exchange):
+    """One event per token; the last one also carries the whole text and the details. A token
+    is held back until the next event says whether it was the last."""
+    held = None
+    parts = []
+    async with aclosing(streaming.follow(exchange.assistant_message)) as events:
+        async for _, envelope in events:
+            kind = envelope["type"] if envelope else None
+            if envelope is None:
+                yield b": keep-alive\n\n"
+            elif kind == "inference.token":
+                if held is not None:
+                    yield streaming.sse_data(
+                        {"token": held, "generated_text": None, "details": None}
+                    )
+                held = _token(envelope)
+                parts.append(held["text"])
+            elif kind == "inference.error":
+                err = ChatError(envelope["payload"]["code"], envelope["payload"]["message"])
+                yield streaming.sse_data(json.loads(error_response(err).content))
+                return
+            elif kind == "inference.end":
+                end = envelope["payload"]
+                failure = _incomplete(end)
+                if failure is not None:
+                    yield streaming.sse_data(json.loads(error_response(failure).content))
+                    return
+                last = held or {"id": 0, "text": "", "logprob": 0.0, "special": True}
+                yield streaming.sse_data(
+                    {
+                        "token": last,
+                        "generated_text": _full_text(body, "".join(parts)),
+                        "details": _stream_details(body, end),
+                    }
+                )
+
+
+def _headers(body: GenerateRequest, end: dict) -> dict:
+    total = end["timings"]["total_ms"] or 0.0
+    generated = end["usage"]["completion_tokens"]
+    return {
+        "x-adapter-id": body.parameters.adapter_id or "",
+        "x-model-id": base_model_id(),
+        "x-prompt-tokens": str(end["usage"]["prompt_tokens"]),
+        "x-generated-tokens": str(generated),
+        "x-total-time": str(round(total)),
+        "x-time-per-token": str(round(total / generated) if generated else 0),
+        "x-time-to-first-token": str(round(end["timings"]["ttft_ms"] or 0)),
+    }

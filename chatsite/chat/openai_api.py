@@ -1,0 +1,243 @@
+"""OpenAI-compatible `POST /v1/chat/completions` and `GET /v1/models` (PROTOCOLS.md §2).
+
+`model` is an adapter's slug, or the base model's id for the plain base model. Each call is
+recorded as a new conversation of the key's user, so it shows up in the chat history and its
+partial text is saved if the client goes away.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import aclosing
+from typing import Literal
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.contrib.auth.decorators import login_not_required
+from django.http import JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
+from pydantic import BaseModel, ConfigDict, Field
+
+from chatsite.adapters.selectors import adapters_usable_by, base_model_id
+from chatsite.chat import services, streaming
+from chatsite.chat.api_common import key_user, parse_body, retry_headers, status_of
+from chatsite.chat.errors import ChatError
+from chatsite.chat.protocol import GenerationParams
+
+FINISH = {"stop": "stop", "length": "length"}  # anything else ended early: "stop" with text kept
+
+
+class TextPart(BaseModel):
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[TextPart]
+
+    def text(self) -> str:
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.text for part in self.content)
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+class CompletionRequest(BaseModel):
+    # Unknown fields are ignored, as OpenAI-compatible servers commonly do; known ones are
+    # checked strictly (a string is not a number).
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    model: str = Field(min_length=1)
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    stop: str | list[str] | None = None
+    seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
+    n: int | None = Field(default=None, ge=1, le=1)
+
+    def params(self) -> GenerationParams:
+        stop = [self.stop] if isinstance(self.stop, str) else self.stop
+        return GenerationParams(
+            max_tokens=self.max_completion_tokens or self.max_tokens,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            seed=self.seed,
+            stop=stop or None,
+        )
+
+
+@csrf_exempt
+@login_not_required
+@require_POST
+async def chat_completions(request):
+    try:
+        user = await key_user(request)
+        body = parse_body(request, CompletionRequest)
+        turns = _turns(body)
+        exchange, run = await streaming.start(
+            services.transcript_exchange_start,
+            user=user,
+            turns=turns,
+            adapter_slug=_adapter_slug(body.model),
+            params=_params(body),
+        )
+    except ChatError as err:
+        if err.code == "unknown_adapter":
+            err = ChatError(
+                "model_not_found",
+                f"The model “{body.model}” does not exist or you may not use it; "
+                "GET /v1/models lists yours.",
+            )
+        return error_response(err)
+    if body.stream:
+        return streaming.sse_response(_chunks(body, exchange))
+    events = await streaming.until_end(run)
+    failure = streaming.error_of(events)
+    if failure is not None:
+        return error_response(failure)
+    return JsonResponse(_completion(body, exchange, events))
+
+
+@login_not_required
+@require_GET
+async def models(request):
+    try:
+        user = await key_user(request)
+    except ChatError as err:
+        return error_response(err)
+    slugs = await sync_to_async(
+        lambda: list(adapters_usable_by(user).values_list("slug", flat=True))
+    )()
+    data = [_model(base_model_id())] + [_model(slug) for slug in slugs]
+    return JsonResponse({"object": "list", "data": data})
+
+
+def error_response(err: ChatError, param: str | None = None) -> JsonResponse:
+    status = status_of(err)
+    code = err.code
+    if code == "model_not_found":
+        param = "model"
+    elif param is None and err.message.startswith("Field “"):
+        param = err.message.split("”")[0].removeprefix("Field “")
+    elif "max_tokens" in err.message:
+        param = "max_tokens"
+    body = {
+        "error": {"message": err.message, "type": _error_type(status), "code": code, "param": param}
+    }
+    return JsonResponse(body, status=status, headers=retry_headers(err))
+
+
+# --- request ------------------------------------------------------------------------------------
+def _turns(body: CompletionRequest) -> list[tuple[str, str]]:
+    turns = [("system" if m.role == "developer" else m.role, m.text()) for m in body.messages]
+    size = sum(len(text) for _, text in turns)
+    if size > settings.MAX_PROMPT_CHARS:
+        raise ChatError(
+            "context_too_long",
+            f"The messages are {size} characters long together; the limit is "
+            f"{settings.MAX_PROMPT_CHARS}.",
+        )
+    return turns
+
+
+def _params(body: CompletionRequest) -> GenerationParams:
+    try:
+        return body.params()
+    except ValueError as exc:  # pydantic's bounds on stop sequences
+        raise ChatError("bad_request", f"Field “stop”: {exc.errors()[0]['msg']}.") from None
+
+
+def _adapter_slug(model: str) -> str:
+    return "" if model == base_model_id() else model
+
+
+# --- answers ------------------------------------------------------------------------------------
+def _completion(body: CompletionRequest, exchange, events: list[dict]) -> dict:
+    end = streaming.end_of(events)
+    return {
+        "id": _completion_id(exchange),
+        "object": "chat.completion",
+        "created": _created(exchange),
+        "model": body.model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": streaming.text_of(events)},
+                "finish_reason": FINISH.get(end["reason"], "stop"),
+            }
+        ],
+        "usage": _usage(end),
+    }
+
+
+async def _chunks(body: CompletionRequest, exchange):
+    """chat.completion.chunk events, then usage if asked for, then [DONE]."""
+    chunk = _chunk_maker(body, exchange)
+    yield streaming.sse_data(chunk({"role": "assistant", "content": ""}))
+    async with aclosing(streaming.follow(exchange.assistant_message)) as events:
+        async for _, envelope in events:
+            kind = envelope["type"] if envelope else None
+            if envelope is None:
+                yield b": keep-alive\n\n"
+            elif kind == "inference.token":
+                yield streaming.sse_data(chunk({"content": envelope["payload"]["text"]}))
+            elif kind == "inference.error":
+                err = ChatError(envelope["payload"]["code"], envelope["payload"]["message"])
+                yield streaming.sse_data(json.loads(error_response(err).content))
+            elif kind == "inference.end":
+                end = envelope["payload"]
+                yield streaming.sse_data(chunk({}, FINISH.get(end["reason"], "stop")))
+                if body.stream_options and body.stream_options.include_usage:
+                    yield streaming.sse_data(chunk(None, usage=_usage(end)))
+        yield b"data: [DONE]\n\n"
+
+
+def _chunk_maker(body, exchange):
+    base = {
+        "id": _completion_id(exchange),
+        "object": "chat.completion.chunk",
+        "created": _created(exchange),
+        "model": body.model,
+    }
+
+    def chunk(delta, finish_reason=None, usage=None) -> dict:
+        choices = (
+            [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish_reason}]
+        )
+        return {**base, "choices": choices, **({"usage": usage} if usage else {})}
+
+    return chunk
+
+
+def _usage(end: dict) -> dict:
+    usage = end["usage"]
+    return {**usage, "total_tokens": usage["prompt_tokens"] + usage["completion_tokens"]}
+
+
+def _model(model_id: str) -> dict:
+    return {"id": model_id, "object": "model", "created": 0, "owned_by": "patchbay"}
+
+
+def _completion_id(exchange) -> str:
+    return f"chatcmpl-{exchange.assistant_message.pk}"
+
+
+def _created(exchange) -> int:
+    return int(exchange.assistant_message.created_at.timestamp())
+
+
+def _error_type(status: int) -> str:
+    return {401: "authentication_error", 429: "rate_limit_error"}.get(
+        status, "server_error" if status >= 500 else "invalid_request_error"
+    )
