@@ -1,5 +1,7 @@
 """Reads of conversations and messages, always scoped to their owner."""
 
+from django.db.models import Q
+
 from chatsite.chat.errors import ChatError
 from chatsite.chat.models import Conversation, Message
 from inference.types import ChatTurn
@@ -9,6 +11,13 @@ _HISTORY_STATUSES = (
     Message.Status.COMPLETE,
     Message.Status.STOPPED,
     Message.Status.INTERRUPTED,
+)
+
+# Answers cut short that chat.continue may extend (a complete one only if cut at the limit).
+CONTINUABLE_STATUSES = (
+    Message.Status.STOPPED,
+    Message.Status.INTERRUPTED,
+    Message.Status.COMPLETE,
 )
 
 
@@ -23,6 +32,17 @@ def conversation_of(user, conversation_id: int) -> Conversation:
     return conversation
 
 
+def conversations_matching(user, query: str):
+    """The user's conversations whose title or any message contains `query`, newest first."""
+    query = query.strip()
+    conversations = conversations_of(user)
+    if not query:
+        return conversations
+    return conversations.filter(
+        Q(title__icontains=query) | Q(messages__content__icontains=query)
+    ).distinct()
+
+
 def messages_of(conversation: Conversation):
     return conversation.messages.select_related("adapter")
 
@@ -35,6 +55,19 @@ def message_of(user, message_id: int, *, role: str | None = None) -> Message:
     if message is None:
         raise ChatError("not_found", "There is no message with that id.")
     return message
+
+
+def message_in(conversation: Conversation, message_id: int) -> Message:
+    message = conversation.messages.filter(pk=message_id).first()
+    if message is None:
+        raise ChatError("not_found", "There is no message with that id in this conversation.")
+    return message
+
+
+def can_continue(answer: Message) -> bool:
+    if not answer.content or answer.status not in CONTINUABLE_STATUSES:
+        return False
+    return answer.status != Message.Status.COMPLETE or answer.finish_reason == "length"
 
 
 def branch_tip(conversation: Conversation) -> Message | None:

@@ -17,6 +17,7 @@ from chatsite.chat.protocol import GenerationParams
 from inference.types import Finished, GenerationRequest, SamplingParams
 
 TITLE_CHARS = 60
+TITLE_MAX_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -35,39 +36,145 @@ def conversation_create(*, owner, adapter: Adapter | None, title: str = "", syst
     )
 
 
+def conversation_rename(*, user, conversation_id: int, title: str) -> Conversation:
+    title = " ".join(title.split())
+    if not title:
+        raise ChatError("invalid_title", "Give the conversation a name.")
+    if len(title) > TITLE_MAX_CHARS:
+        raise ChatError("invalid_title", f"A name can be at most {TITLE_MAX_CHARS} characters.")
+    conversation = selectors.conversation_of(user, conversation_id)
+    conversation.title = title
+    conversation.save(update_fields=["title", "updated_at"])
+    return conversation
+
+
+def conversation_delete(*, user, conversation_id: int) -> None:
+    selectors.conversation_of(user, conversation_id).delete()
+
+
+def conversation_configure(
+    *, user, conversation_id: int | None, adapter_slug: str, system_prompt: str
+) -> Conversation:
+    """Set a conversation's adapter ("" = base) and system prompt; a null id creates one."""
+    if len(system_prompt) > settings.MAX_PROMPT_CHARS:
+        raise ChatError(
+            "invalid_content",
+            f"A system prompt can be at most {settings.MAX_PROMPT_CHARS} characters.",
+        )
+    adapter = adapter_for_user(user, adapter_slug) if adapter_slug else None
+    if conversation_id is None:
+        return conversation_create(owner=user, adapter=adapter, system_prompt=system_prompt)
+    conversation = selectors.conversation_of(user, conversation_id)
+    conversation.adapter = adapter
+    conversation.system_prompt = system_prompt
+    conversation.save(update_fields=["adapter", "system_prompt", "updated_at"])
+    return conversation
+
+
 def exchange_start(
     *, user, conversation_id: int | None, content: str, adapter_slug: str | None,
-    params: GenerationParams,
+    params: GenerationParams, parent_id: int | None = None, parent_given: bool = False,
 ) -> Exchange:
-    """Record a user message and a pending answer, and describe the generation to run."""
+    """Record a user message and a pending answer, and describe the generation to run.
+
+    The user message follows `parent_id` when `parent_given` (None: a new first message, as
+    when the first message is edited), else the newest message of the conversation."""
     content = _checked_content(content)
     sampling = _sampling(params)
     with transaction.atomic():
         if conversation_id is None:
+            if parent_given and parent_id is not None:
+                raise ChatError("bad_request", "A new conversation has no message to follow.")
             adapter = adapter_for_user(user, adapter_slug) if adapter_slug else None
             conversation = conversation_create(
                 owner=user, adapter=adapter, title=_title_from(content)
             )
         else:
             conversation = selectors.conversation_of(user, conversation_id)
-            if adapter_slug is None:  # the conversation's own choice; "" picks the base
-                adapter_slug = conversation.adapter.slug if conversation.adapter else ""
-            adapter = adapter_for_user(user, adapter_slug) if adapter_slug else None
-            conversation.adapter = adapter
-            conversation.save(update_fields=["adapter", "updated_at"])
+            adapter = _choose_adapter(user, conversation, adapter_slug)
+            if not conversation.title:
+                conversation.title = _title_from(content)
+                conversation.save(update_fields=["title", "updated_at"])
+        if parent_given:
+            parent = selectors.message_in(conversation, parent_id) if parent_id else None
+        else:
+            parent = selectors.branch_tip(conversation)
         user_message = Message.objects.create(
-            conversation=conversation,
-            parent=selectors.branch_tip(conversation),
-            role=Message.Role.USER,
-            content=content,
+            conversation=conversation, parent=parent, role=Message.Role.USER, content=content
         )
-        answer = Message.objects.create(
-            conversation=conversation,
-            parent=user_message,
-            role=Message.Role.ASSISTANT,
-            status=Message.Status.PENDING,
-            adapter=adapter,
+        answer = _pending_answer(user_message, adapter)
+    return _exchange(user_message, answer, adapter, sampling)
+
+
+def exchange_regenerate(
+    *, user, message_id: int, adapter_slug: str | None, params: GenerationParams
+) -> Exchange:
+    """A new answer to the user message that assistant `message_id` answers (a sibling)."""
+    sampling = _sampling(params)
+    with transaction.atomic():
+        previous = selectors.message_of(user, message_id, role=Message.Role.ASSISTANT)
+        user_message = previous.parent
+        adapter = _choose_adapter(user, previous.conversation, adapter_slug)
+        answer = _pending_answer(user_message, adapter)
+    return _exchange(user_message, answer, adapter, sampling)
+
+
+def exchange_continue(*, user, message_id: int, params: GenerationParams) -> Exchange:
+    """Extend a stopped, interrupted or length-cut answer in place, with its own adapter."""
+    sampling = _sampling(params)
+    with transaction.atomic():
+        answer = selectors.message_of(user, message_id, role=Message.Role.ASSISTANT)
+        if not selectors.can_continue(answer):
+            raise ChatError(
+                "bad_request",
+                "Only a stopped, interrupted or length-cut answer with text can be continued.",
+            )
+        adapter = answer.adapter
+        if adapter is not None:
+            adapter_for_user(user, adapter.slug)  # still allowed to use it
+        # Read before the status changes: the partial answer is the turn to extend.
+        turns = selectors.prompt_turns(answer.conversation, answer)
+        claimed = Message.objects.filter(
+            pk=answer.pk, status__in=selectors.CONTINUABLE_STATUSES
+        ).update(
+            status=Message.Status.PENDING, finish_reason="", error_code="", error_text="",
+            updated_at=timezone.now(),
         )
+        if not claimed:  # another tab continued it first
+            raise ChatError("bad_request", "That answer is already being continued.")
+        answer.conversation.save(update_fields=["updated_at"])
+    request = GenerationRequest(
+        id=f"message-{answer.pk}",
+        messages=turns,
+        adapter=adapter_ref(adapter) if adapter else None,
+        params=sampling,
+        continue_final_message=True,
+    )
+    return Exchange(answer.conversation, answer.parent, answer, request)
+
+
+def _choose_adapter(user, conversation: Conversation, adapter_slug: str | None):
+    """None keeps the conversation's adapter, "" picks the base; the choice is remembered."""
+    if adapter_slug is None:
+        adapter_slug = conversation.adapter.slug if conversation.adapter else ""
+    adapter = adapter_for_user(user, adapter_slug) if adapter_slug else None
+    conversation.adapter = adapter
+    conversation.save(update_fields=["adapter", "updated_at"])
+    return adapter
+
+
+def _pending_answer(user_message: Message, adapter: Adapter | None) -> Message:
+    return Message.objects.create(
+        conversation=user_message.conversation,
+        parent=user_message,
+        role=Message.Role.ASSISTANT,
+        status=Message.Status.PENDING,
+        adapter=adapter,
+    )
+
+
+def _exchange(user_message: Message, answer: Message, adapter, sampling) -> Exchange:
+    conversation = user_message.conversation
     request = GenerationRequest(
         id=f"message-{answer.pk}",
         messages=selectors.prompt_turns(conversation, user_message),
