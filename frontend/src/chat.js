@@ -51,8 +51,6 @@ const state = {
   searchTimer: null,
 };
 
-init();
-
 function init() {
   ui.form.addEventListener("submit", (event) => {
     event.preventDefault();
@@ -1111,3 +1109,6 @@ function onEnd({ message: id, reason, usage, timings }) {
   markDirty(id);
   refreshConversations(); // recency order
 }
+
+// Last, so that every declaration above is initialised before anything runs.
+init();

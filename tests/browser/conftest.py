@@ -32,6 +32,7 @@ CHROMIUM_ARGS = [
 PASSWORD = "correct horse battery"
 # Long enough to see an answer grow and to stop it; a reload within this many seconds resumes.
 RESUME_GRACE_S = "20"
+ANSWER_TOKENS = "240"  # the default length the page asks for: quick, yet long enough to act mid-way
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +68,10 @@ class Server:
 def server(demo_model, tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("browser")
     with scratch_database(tmp_path) as database_url:
-        env = server_env(database_url, TEST_MODEL_DIR, STREAM_RESUME_GRACE_S=RESUME_GRACE_S)
+        env = server_env(
+            database_url, TEST_MODEL_DIR,
+            STREAM_RESUME_GRACE_S=RESUME_GRACE_S, DEFAULT_MAX_NEW_TOKENS=ANSWER_TOKENS,
+        )
         manage(env, "migrate", "--noinput")
         manage(env, "make_demo_model")
         with daphne(env, tmp_path / "daphne.log") as base_url:
