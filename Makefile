@@ -56,7 +56,7 @@ browser:
 	fi
 
 run: demo-model frontend
-	DEBUG=$${DEBUG:-1} $(PY) -m daphne -b 127.0.0.1 -p $(PORT) chatsite.asgi:application
+	DEBUG=$${DEBUG:-1} STREAM_RESUME_GRACE_S=$${STREAM_RESUME_GRACE_S:-15} $(PY) -m daphne -b 127.0.0.1 -p $(PORT) chatsite.asgi:application
 
 test: $(DEVTOOLS) frontend browser
 	$(PY) -m pytest tests

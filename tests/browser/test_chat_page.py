@@ -3,6 +3,7 @@
 Screenshots of the main states are written to docs/screenshots/ as the tests pass.
 """
 
+import json
 import re
 
 import pytest
@@ -129,6 +130,69 @@ def test_it_goes_on_with_a_live_answer_after_a_reload(visit):
     assert after.startswith(saved["content"].strip())
     assert len(after) > len(saved["content"])
     expect(last_answer(page).get_by_test_id("message-meta")).to_contain_text("tokens/s")
+
+
+class DroppableSocket:
+    """Routes the page's socket through the test, recording what the server sends, so that
+    the test can cut the connection as a network drop would."""
+
+    def __init__(self, page):
+        self.events: list[dict] = []
+        self.routes = []
+        page.route_web_socket(re.compile(r"/ws/chat/$"), self._route)
+
+    def _route(self, page_side) -> None:
+        server_side = page_side.connect_to_server()
+        server_side.on_message(lambda message: self._from_server(page_side, message))
+        page_side.on_message(server_side.send)
+        self.routes.append((page_side, server_side))
+
+    def _from_server(self, page_side, message) -> None:
+        self.events.append(json.loads(message))
+        page_side.send(message)
+
+    def drop(self) -> None:
+        page_side, server_side = self.routes[-1]
+        server_side.close()
+        page_side.close(code=4000, reason="network drop")
+
+    def ended(self) -> bool:
+        return any(event["type"] == "inference.end" for event in self.events[-3:])
+
+    def tokens(self, message_id: int) -> str:
+        return "".join(
+            event["payload"]["text"] for event in self.events
+            if event["type"] == "inference.token" and event["payload"]["message"] == message_id
+        )
+
+
+def test_it_reconnects_after_a_drop_and_resumes_without_gaps(visit, server):
+    person = visit()
+    person.sign_up("dora")
+    page = person.page
+    socket = DroppableSocket(page)
+    page.reload()
+    person.wait_until_connected()
+
+    def drop():
+        if socket.ended():
+            return None
+        socket.drop()
+        return True
+
+    catch_an_answer_live(page, drop)
+    wait_until_done(page)
+    expect(page.locator("#connection-notice")).to_be_hidden()
+    assert len(socket.routes) == 2
+    message_id = int(last_answer(page).get_attribute("data-message-id"))
+    conversation_id = re.search(r"/c/(\d+)/$", page.url).group(1)
+    saved = page.request.get(f"{server.base_url}/api/v1/conversations/{conversation_id}/messages/")
+    data = saved.json()
+    rows = data if isinstance(data, list) else data["results"]
+    content = next(row for row in rows if row["id"] == message_id)["content"]
+    assert socket.tokens(message_id) == content  # every token once: no gap, no repeat
+    shown = last_answer(page).get_by_test_id("message-body").text_content()
+    assert " ".join(shown.split()) == " ".join(content.split())
 
 
 def test_it_regenerates_and_switches_between_sibling_answers(visit):

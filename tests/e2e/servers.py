@@ -93,8 +93,8 @@ def wait_until_healthy(base_url: str, process: subprocess.Popen, log_path: Path)
         try:
             if requests.get(f"{base_url}/healthz", timeout=1).status_code == 200:
                 return
-        except requests.ConnectionError:
-            pass
+        except (requests.ConnectionError, requests.Timeout):
+            pass  # not listening yet, or busy importing on a loaded machine
         time.sleep(0.2)
     raise RuntimeError(f"daphne did not become healthy:\n{log_path.read_text()}")
 
