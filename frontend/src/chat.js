@@ -316,6 +316,7 @@ function currentConversation() {
 function applyConversationSettings() {
   const conversation = currentConversation();
   if (!state.conversationId) {
+    ui.systemPrompt.value = ""; // the adapter choice carries over to a new chat; the prompt does not
     showTitle("");
   } else if (conversation) {
     ui.picker.value = conversation.adapter || "";
