@@ -13,7 +13,7 @@ DEVTOOLS := $(VENV)/.dev-installed
 # pip warns about unused local index folders on our machines; keep the output readable.
 QUIET := 2>&1 | { grep -v 'is ignored: it is neither' || true; }
 
-.PHONY: help install run test worker reaper demo-model migrate lock check clean
+.PHONY: help install run test worker reaper demo-model migrate lock check clean frontend browser
 
 help:
 	@echo "make run    install what is missing, migrate, make the demo model, serve on :$(PORT)"
@@ -45,8 +45,10 @@ ifndef BASE_MODEL
 	$(PY) manage.py make_demo_model
 endif
 
-run: demo-model
-	DEBUG=$${DEBUG:-1} $(PY) -m daphne -b 127.0.0.1 -p $(PORT) chatsite.asgi:application
+# The chat page's bundle is committed; this rebuilds it (npm ci + esbuild) only when
+# frontend/src or package-lock.json changed since, so a fresh clone needs no Node.
+frontend: | $(VENV)/bin/python
+	$(PY) frontend/bundle.py --ensure
 
 # Celery mode (INFERENCE_MODE=celery, REDIS_URL set): a GPU worker on queue `gpu`. One process
 # owns one engine; its pool threads each drive one generation, all sharing the engine's batch.
@@ -58,7 +60,17 @@ worker: $(RUNTIME)
 reaper: $(RUNTIME)
 	$(PY) manage.py reaper
 
-test: $(DEVTOOLS)
+# The browser tests drive Debian's chromium (never a downloaded browser); as root, install it
+# when missing. Elsewhere the tests skip with a message (or fail under REQUIRE_SERVICES=1).
+browser:
+	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get install -y chromium || { apt-get update && apt-get install -y chromium; }; \
+	fi
+
+run: demo-model frontend
+	DEBUG=$${DEBUG:-1} $(PY) -m daphne -b 127.0.0.1 -p $(PORT) chatsite.asgi:application
+
+test: $(DEVTOOLS) frontend browser
 	$(PY) -m pytest tests
 
 check: $(RUNTIME)

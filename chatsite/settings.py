@@ -147,7 +147,8 @@ CONTENT_SECURITY_POLICY = {
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise looks here even when serving from finders
-STATICFILES_DIRS = [BASE_DIR / "frontend" / "src"]
+# src: the stylesheet and theme.js as written; dist: the chat page's bundle (frontend/bundle.py).
+STATICFILES_DIRS = [BASE_DIR / "frontend" / "src", BASE_DIR / "frontend" / "dist"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},

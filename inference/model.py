@@ -48,7 +48,10 @@ class BaseModel:
         messages = [{"role": turn.role, "content": turn.content} for turn in request.messages]
         try:
             text = self.tokenizer.apply_chat_template(
-                messages, tokenize=False, add_generation_prompt=True
+                messages,
+                tokenize=False,
+                add_generation_prompt=not request.continue_final_message,
+                continue_final_message=request.continue_final_message,
             )
         except jinja2.TemplateError as error:
             # Templates reject what their model cannot take, e.g. Mistral's wants no system turn.

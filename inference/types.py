@@ -40,13 +40,15 @@ class ChatTurn:
 @dataclass(frozen=True)
 class GenerationRequest:
     """One generation. Either `messages` (rendered with the tokenizer's chat template) or a
-    raw `prompt` string is given; `adapter=None` means the plain base model."""
+    raw `prompt` string is given; `adapter=None` means the plain base model.
+    `continue_final_message` extends the last (assistant) turn instead of opening a new one."""
 
     id: str
     messages: tuple[ChatTurn, ...] = ()
     prompt: str | None = None
     adapter: AdapterRef | None = None
     params: SamplingParams = field(default_factory=SamplingParams)
+    continue_final_message: bool = False
 
 
 @dataclass(frozen=True)

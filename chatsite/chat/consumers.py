@@ -11,7 +11,14 @@ from chatsite.chat import envelopes, services
 from chatsite.chat.errors import ChatError
 from chatsite.chat.models import Message
 from chatsite.chat.generation import GenerationRun, generation_run, run_of
-from chatsite.chat.protocol import ChatFollow, ChatSend, ChatStop, parse_frame
+from chatsite.chat.protocol import (
+    ChatContinue,
+    ChatFollow,
+    ChatRegenerate,
+    ChatSend,
+    ChatStop,
+    parse_frame,
+)
 from chatsite.chat.selectors import message_of
 
 NOT_SIGNED_IN = 4401
@@ -45,6 +52,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 await self._stop(frame)
             elif isinstance(frame, ChatFollow):
                 await self._resume(frame)
+            elif isinstance(frame, ChatRegenerate):
+                await self._regenerate(frame)
+            elif isinstance(frame, ChatContinue):
+                await self._continue(frame)
         except ChatError as err:
             for envelope in envelopes.rejection(err):
                 await self.send_json(envelope)
@@ -56,6 +67,21 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             content=frame.content,
             adapter_slug=frame.adapter,
             params=frame.params,
+            parent_id=frame.parent,
+            parent_given=frame.parent_given,
+        )
+        self._follow(await generation_run(exchange))
+
+    async def _regenerate(self, frame: ChatRegenerate) -> None:
+        exchange = await database_sync_to_async(services.exchange_regenerate)(
+            user=self.user, message_id=frame.message, adapter_slug=frame.adapter,
+            params=frame.params,
+        )
+        self._follow(await generation_run(exchange))
+
+    async def _continue(self, frame: ChatContinue) -> None:
+        exchange = await database_sync_to_async(services.exchange_continue)(
+            user=self.user, message_id=frame.message, params=frame.params
         )
         self._follow(await generation_run(exchange))
 

@@ -11,8 +11,12 @@ from __future__ import annotations
 from chatsite.chat.errors import ChatError
 
 
-def start(*, message: int, conversation: int, adapter: str | None) -> dict:
-    return _envelope("inference.start", message=message, conversation=conversation, adapter=adapter)
+def start(*, message: int, conversation: int, adapter: str | None, parent: int | None = None) -> dict:
+    # `parent` (the user message answered) lets a page place a new answer in its branch.
+    return _envelope(
+        "inference.start", message=message, conversation=conversation, adapter=adapter,
+        parent=parent,
+    )
 
 
 def token(*, message: int, text: str, index: int) -> dict:
@@ -48,6 +52,7 @@ def from_saved(message) -> list[dict]:
             message=message.pk,
             conversation=message.conversation_id,
             adapter=message.adapter.slug if message.adapter else None,
+            parent=message.parent_id,
         )
     ]
     if message.content:

@@ -41,6 +41,12 @@ def run_of(message_id: int):
     return _runs.get(message_id)
 
 
+def _forget(run: "GenerationRun") -> None:
+    # A continued answer has a newer run under the same id; leave that one alone.
+    if _runs.get(run.message_id) is run:
+        del _runs[run.message_id]
+
+
 async def generation_run(exchange: services.Exchange):
     """Start generating the exchange's answer: in this process, or on a GPU worker."""
     if settings.INFERENCE_MODE == "celery":
@@ -70,10 +76,18 @@ class GenerationRun:
                 message=answer.pk,
                 conversation=exchange.conversation.pk,
                 adapter=answer.adapter.slug if answer.adapter else None,
+                parent=answer.parent_id,
             )
         ]
         self.done = False
         self._parts: list[str] = []
+        # A continued answer replays its earlier text as the first token, so that a follower
+        # who starts from nothing still sees the whole message.
+        self._index_offset = 0
+        if answer.content:
+            self._parts.append(answer.content)
+            self.log.append(envelopes.token(message=answer.pk, text=answer.content, index=0))
+            self._index_offset = 1
         self._saved_chars = -1
         self._failed: Failed | None = None
         self._cancel_cause: str | None = None
@@ -136,7 +150,8 @@ class GenerationRun:
         if isinstance(event, TextDelta):
             self._parts.append(event.text)
             self._bytes += len(event.text.encode())
-            self._publish(envelopes.token(message=self.message_id, text=event.text, index=event.index))
+            index = event.index + self._index_offset
+            self._publish(envelopes.token(message=self.message_id, text=event.text, index=index))
             self._enforce_caps()
         elif isinstance(event, Failed):
             self._failed = event
@@ -155,7 +170,7 @@ class GenerationRun:
             error_code=self._failed.code if self._failed else "",
             error_text=self._failed.message if self._failed else "",
         )
-        self._loop.call_later(KEEP_FINISHED_S, _runs.pop, self.message_id, None)
+        self._loop.call_later(KEEP_FINISHED_S, _forget, self)
         self.done = True
         self._publish(
             envelopes.end(

@@ -26,12 +26,42 @@ class GenerationParams(BaseModel):
 
 
 class ChatSend(BaseModel):
+    """`parent` names the message to answer from (an explicit null: a new first message, as
+    when the first message is edited); left out, the newest message of the conversation."""
+
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["chat.send"]
     conversation: int | None = None
     content: str
     adapter: str | None = None
+    params: GenerationParams = Field(default_factory=GenerationParams)
+    parent: int | None = None
+
+    @property
+    def parent_given(self) -> bool:
+        return "parent" in self.model_fields_set
+
+
+class ChatRegenerate(BaseModel):
+    """A new answer to the user message that assistant `message` answers: a sibling of it.
+    `adapter` as in chat.send (null: the conversation's, "": the base)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["chat.regenerate"]
+    message: int
+    adapter: str | None = None
+    params: GenerationParams = Field(default_factory=GenerationParams)
+
+
+class ChatContinue(BaseModel):
+    """Extend assistant `message` (stopped, interrupted or cut at the length limit) in place."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["chat.continue"]
+    message: int
     params: GenerationParams = Field(default_factory=GenerationParams)
 
 
@@ -53,12 +83,13 @@ class ChatFollow(BaseModel):
     resume: int | None = Field(default=None, ge=-1)
 
 
-FRAME_TYPES = ("chat.send", "chat.stop", "chat.follow")
-Frame = Annotated[Union[ChatSend, ChatStop, ChatFollow], Field(discriminator="type")]
+FRAME_TYPES = ("chat.send", "chat.stop", "chat.follow", "chat.regenerate", "chat.continue")
+AnyFrame = Union[ChatSend, ChatStop, ChatFollow, ChatRegenerate, ChatContinue]
+Frame = Annotated[AnyFrame, Field(discriminator="type")]
 _frame = TypeAdapter(Frame)
 
 
-def parse_frame(text: str | None) -> ChatSend | ChatStop | ChatFollow:
+def parse_frame(text: str | None) -> AnyFrame:
     if text is None:
         raise ChatError("bad_request", "Frames must be JSON text, not binary.")
     try:

@@ -32,19 +32,28 @@ async def remote_run(exchange: services.Exchange) -> "RemoteRun":
     answer = exchange.assistant_message
     run = RemoteRun(answer.pk)
     redis = tokenlog.async_client()
-    start = envelopes.start(
-        message=answer.pk,
-        conversation=exchange.conversation.pk,
-        adapter=answer.adapter.slug if answer.adapter else None,
-    )
+    key = tokenlog.stream_key(answer.pk)
+    log = [
+        envelopes.start(
+            message=answer.pk,
+            conversation=exchange.conversation.pk,
+            adapter=answer.adapter.slug if answer.adapter else None,
+            parent=answer.parent_id,
+        )
+    ]
+    if answer.content:  # a continuation replays its earlier text first, as in local mode
+        log.append(envelopes.token(message=answer.pk, text=answer.content, index=0))
     # The starting client counts as a watcher until its subscription takes over, so a worker
     # that starts first does not see an unwatched answer and cancel it.
     await run.lease(run.launch_watcher)
-    await redis.xadd(tokenlog.stream_key(answer.pk), {"e": _json(start)}, id=tokenlog.entry_id(0))
+    pipe = redis.pipeline()
+    pipe.delete(key, tokenlog.stop_key(answer.pk))  # a continued answer's earlier log
+    for seq, envelope in enumerate(log):
+        pipe.xadd(key, {"e": _json(envelope)}, id=tokenlog.entry_id(seq))
+    await pipe.execute()
     params = dataclasses.asdict(exchange.request.params)
-    raw_prompt = exchange.request.prompt is not None
     await sync_to_async(generate.delay)(
-        answer.pk, params, raw_prompt, settings.STREAM_RESUME_GRACE_S
+        answer.pk, params, exchange.kind, settings.STREAM_RESUME_GRACE_S
     )
     return run
 

@@ -22,6 +22,10 @@ from chatsite.chat.protocol import GenerationParams
 from inference.types import Finished, GenerationRequest, SamplingParams
 
 TITLE_CHARS = 60
+TITLE_MAX_CHARS = 200
+
+# What the engine is asked to do with an answer's rows (the worker rebuilds requests by kind).
+CHAT, RAW, CONTINUE = "chat", "raw", "continue"
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,7 @@ class Exchange:
     user_message: Message
     assistant_message: Message
     request: GenerationRequest
+    kind: str = CHAT
 
 
 def conversation_create(*, owner, adapter: Adapter | None, title: str = "", system_prompt: str = ""):
@@ -40,64 +45,165 @@ def conversation_create(*, owner, adapter: Adapter | None, title: str = "", syst
     )
 
 
+def conversation_rename(*, user, conversation_id: int, title: str) -> Conversation:
+    title = " ".join(title.split())
+    if not title:
+        raise ChatError("invalid_title", "Give the conversation a name.")
+    if len(title) > TITLE_MAX_CHARS:
+        raise ChatError("invalid_title", f"A name can be at most {TITLE_MAX_CHARS} characters.")
+    conversation = selectors.conversation_of(user, conversation_id)
+    conversation.title = title
+    conversation.save(update_fields=["title", "updated_at"])
+    return conversation
+
+
+def conversation_delete(*, user, conversation_id: int) -> None:
+    selectors.conversation_of(user, conversation_id).delete()
+
+
+def conversation_configure(
+    *, user, conversation_id: int | None, adapter_slug: str, system_prompt: str
+) -> Conversation:
+    """Set a conversation's adapter ("" = base) and system prompt; a null id creates one."""
+    if len(system_prompt) > settings.MAX_PROMPT_CHARS:
+        raise ChatError(
+            "invalid_content",
+            f"A system prompt can be at most {settings.MAX_PROMPT_CHARS} characters.",
+        )
+    adapter = adapter_for_user(user, adapter_slug) if adapter_slug else None
+    if conversation_id is None:
+        return conversation_create(owner=user, adapter=adapter, system_prompt=system_prompt)
+    conversation = selectors.conversation_of(user, conversation_id)
+    conversation.adapter = adapter
+    conversation.system_prompt = system_prompt
+    conversation.save(update_fields=["adapter", "system_prompt", "updated_at"])
+    return conversation
+
+
 def exchange_start(
     *, user, conversation_id: int | None, content: str, adapter_slug: str | None,
-    params: GenerationParams, raw_prompt: bool = False,
+    params: GenerationParams, parent_id: int | None = None, parent_given: bool = False,
+    raw_prompt: bool = False,
 ) -> Exchange:
     """Record a user message and a pending answer, and describe the generation to run.
 
-    With `raw_prompt` the content is sent to the model as it is, without the chat template
-    (LoRAX's `inputs`); it is still recorded as the user's message."""
+    The user message follows `parent_id` when `parent_given` (None: a new first message, as
+    when the first message is edited), else the newest message of the conversation. With
+    `raw_prompt` the content goes to the model as it is, without the chat template (LoRAX's
+    `inputs`); it is still recorded as the user's message."""
     content = _checked_content(content)
     with transaction.atomic():
         if conversation_id is None:
+            if parent_given and parent_id is not None:
+                raise ChatError("bad_request", "A new conversation has no message to follow.")
             adapter = adapter_for_user(user, adapter_slug) if adapter_slug else None
             conversation = conversation_create(
                 owner=user, adapter=adapter, title=_title_from(content)
             )
         else:
             conversation = selectors.conversation_of(user, conversation_id)
-            if adapter_slug is None:  # the conversation's own choice; "" picks the base
-                adapter_slug = conversation.adapter.slug if conversation.adapter else ""
-            adapter = adapter_for_user(user, adapter_slug) if adapter_slug else None
-            conversation.adapter = adapter
-            conversation.save(update_fields=["adapter", "updated_at"])
-        defaults = adapter_defaults(adapter)
-        sampling = _sampling(params, defaults)  # a refusal here rolls back the new conversation
+            adapter = _choose_adapter(user, conversation, adapter_slug)
+            if not conversation.title:
+                conversation.title = _title_from(content)
+                conversation.save(update_fields=["title", "updated_at"])
+        sampling = _sampling(params, adapter_defaults(adapter))  # a refusal rolls back
+        if parent_given:
+            parent = selectors.message_in(conversation, parent_id) if parent_id else None
+        else:
+            parent = selectors.branch_tip(conversation)
         user_message = Message.objects.create(
-            conversation=conversation,
-            parent=selectors.branch_tip(conversation),
-            role=Message.Role.USER,
-            content=content,
+            conversation=conversation, parent=parent, role=Message.Role.USER, content=content
         )
-        answer = Message.objects.create(
-            conversation=conversation,
-            parent=user_message,
-            role=Message.Role.ASSISTANT,
-            status=Message.Status.PENDING,
-            adapter=adapter,
+        answer = _pending_answer(user_message, adapter)
+    return _exchange(answer, sampling, RAW if raw_prompt else CHAT)
+
+
+def exchange_regenerate(
+    *, user, message_id: int, adapter_slug: str | None, params: GenerationParams
+) -> Exchange:
+    """A new answer to the user message that assistant `message_id` answers (a sibling)."""
+    with transaction.atomic():
+        previous = selectors.message_of(user, message_id, role=Message.Role.ASSISTANT)
+        adapter = _choose_adapter(user, previous.conversation, adapter_slug)
+        sampling = _sampling(params, adapter_defaults(adapter))
+        answer = _pending_answer(previous.parent, adapter)
+    return _exchange(answer, sampling, CHAT)
+
+
+def exchange_continue(*, user, message_id: int, params: GenerationParams) -> Exchange:
+    """Extend a stopped, interrupted or length-cut answer in place, with its own adapter."""
+    with transaction.atomic():
+        answer = selectors.message_of(user, message_id, role=Message.Role.ASSISTANT)
+        if not selectors.can_continue(answer):
+            raise ChatError(
+                "bad_request",
+                "Only a stopped, interrupted or length-cut answer with text can be continued.",
+            )
+        adapter = answer.adapter
+        if adapter is not None:
+            adapter_for_user(user, adapter.slug)  # still allowed to use it
+        sampling = _sampling(params, adapter_defaults(adapter))
+        claimed = Message.objects.filter(
+            pk=answer.pk, status__in=selectors.CONTINUABLE_STATUSES
+        ).update(
+            status=Message.Status.PENDING, finish_reason="", error_code="", error_text="",
+            updated_at=timezone.now(),
         )
-    return Exchange(
-        conversation, user_message, answer, _request_for(answer, sampling, raw_prompt=raw_prompt)
+        if not claimed:  # another tab continued it first
+            raise ChatError("bad_request", "That answer is already being continued.")
+        answer.conversation.save(update_fields=["updated_at"])
+    return _exchange(answer, sampling, CONTINUE)
+
+
+def _choose_adapter(user, conversation: Conversation, adapter_slug: str | None):
+    """None keeps the conversation's adapter, "" picks the base; the choice is remembered."""
+    if adapter_slug is None:
+        adapter_slug = conversation.adapter.slug if conversation.adapter else ""
+    adapter = adapter_for_user(user, adapter_slug) if adapter_slug else None
+    conversation.adapter = adapter
+    conversation.save(update_fields=["adapter", "updated_at"])
+    return adapter
+
+
+def _pending_answer(user_message: Message, adapter: Adapter | None) -> Message:
+    return Message.objects.create(
+        conversation=user_message.conversation,
+        parent=user_message,
+        role=Message.Role.ASSISTANT,
+        status=Message.Status.PENDING,
+        adapter=adapter,
     )
 
 
-def generation_request(*, message_id: int, params: dict, raw_prompt: bool) -> GenerationRequest:
+def _exchange(answer: Message, sampling: SamplingParams, kind: str) -> Exchange:
+    return Exchange(
+        answer.conversation, answer.parent, answer, _request_for(answer, sampling, kind), kind
+    )
+
+
+def generation_request(*, message_id: int, params: dict, kind: str) -> GenerationRequest:
     """The engine request for a pending answer, rebuilt from its rows (the worker's view)."""
     answer = Message.objects.select_related("conversation", "parent", "adapter").get(pk=message_id)
     sampling = SamplingParams(**{**params, "stop": tuple(params["stop"])})
-    return _request_for(answer, sampling, raw_prompt=raw_prompt)
+    return _request_for(answer, sampling, kind)
 
 
-def _request_for(answer: Message, sampling: SamplingParams, *, raw_prompt: bool) -> GenerationRequest:
+def _request_for(answer: Message, sampling: SamplingParams, kind: str) -> GenerationRequest:
+    adapter = adapter_ref(answer.adapter) if answer.adapter else None
+    if kind == RAW:
+        return GenerationRequest(
+            id=f"message-{answer.pk}", prompt=answer.parent.content, adapter=adapter,
+            params=sampling,
+        )
+    # A continuation extends the answer itself, as the last, unfinished turn.
+    last = answer if kind == CONTINUE else answer.parent
+    turns = selectors.prompt_turns(answer.conversation, last)
     return GenerationRequest(
         id=f"message-{answer.pk}",
-        messages=() if raw_prompt else adapter_defaults(answer.adapter).with_system_prompt(
-            selectors.prompt_turns(answer.conversation, answer.parent)
-        ),
-        prompt=answer.parent.content if raw_prompt else None,
-        adapter=adapter_ref(answer.adapter) if answer.adapter else None,
+        messages=adapter_defaults(answer.adapter).with_system_prompt(turns),
+        adapter=adapter,
         params=sampling,
+        continue_final_message=kind == CONTINUE,
     )
 
 
@@ -109,18 +215,6 @@ def generation_claim(*, message_id: int, worker: str) -> bool:
             status=Message.Status.STREAMING, worker=worker, updated_at=timezone.now()
         )
     )
-
-
-def conversation_rename(*, user, conversation_id: int, title: str) -> Conversation:
-    conversation = selectors.conversation_of(user, conversation_id)
-    conversation.title = title[:200]
-    conversation.save(update_fields=["title", "updated_at"])
-    return conversation
-
-
-def conversation_delete(*, user, conversation_id: int) -> None:
-    """Delete a conversation and its messages; a live answer in it just stops being saved."""
-    selectors.conversation_of(user, conversation_id).delete()
 
 
 def transcript_exchange_start(
@@ -147,6 +241,11 @@ def transcript_exchange_start(
             user=user, conversation_id=conversation.pk, content=content,
             adapter_slug=adapter_slug or "", params=params,
         )
+
+
+def generation_earlier_text(*, message_id: int) -> str:
+    """The text an answer already has before its generation starts (a continuation's)."""
+    return Message.objects.values_list("content", flat=True).get(pk=message_id)
 
 
 def generation_checkpoint(*, message_id: int, content: str) -> None:

@@ -7,8 +7,8 @@ from chatsite.chat import worker
 
 
 @shared_task(name="chatsite.chat.tasks.generate", acks_late=False, ignore_result=True)
-def generate(message_id: int, params: dict, raw_prompt: bool, grace_s: float) -> None:
-    worker.generate(message_id, params, raw_prompt, grace_s)
+def generate(message_id: int, params: dict, kind: str, grace_s: float) -> None:
+    worker.generate(message_id, params, kind, grace_s)
 
 
 @worker_ready.connect

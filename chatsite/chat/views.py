@@ -1,12 +1,23 @@
-"""The chat page. Everything live happens over /ws/chat/ and the read API."""
+"""The chat page, and the small JSON actions its sidebar and settings panel call.
+
+Everything live happens over /ws/chat/ and the read API. The actions here take a signed-in
+session and a CSRF token (header `X-CSRFToken`), a JSON body, and answer JSON: the
+conversation on success, `{"error": {"code", "message"}}` with a 4xx status otherwise.
+"""
+
+import json
 
 from django.conf import settings
-from django.http import Http404
+from django.http import Http404, JsonResponse
 from django.shortcuts import render
+from django.views.decorators.http import require_GET, require_POST
 
 from chatsite.adapters.selectors import adapters_usable_by
-from chatsite.chat import selectors
+from chatsite.chat import selectors, services
 from chatsite.chat.errors import ChatError
+
+SIDEBAR_LIMIT = 200
+STATUS_FOR_CODE = {"not_found": 404}
 
 
 def home(request):
@@ -27,8 +38,89 @@ def _page(request, conversation):
         "chat/chat.html",
         {
             "conversation": conversation,
-            "conversations": selectors.conversations_of(request.user)[:200],
+            "conversations": selectors.conversations_of(request.user)[:SIDEBAR_LIMIT],
             "adapters": adapters_usable_by(request.user),
             "max_prompt_chars": settings.MAX_PROMPT_CHARS,
         },
     )
+
+
+# --- JSON actions ---------------------------------------------------------------------------------
+
+def json_action(view):
+    """Parse the JSON body into keyword arguments and turn a ChatError into a 4xx answer."""
+
+    def wrapper(request, **kwargs):
+        try:
+            body = _json_body(request) if request.method == "POST" else {}
+            return JsonResponse(view(request, body, **kwargs))
+        except ChatError as err:
+            status = STATUS_FOR_CODE.get(err.code, 400)
+            return JsonResponse({"error": {"code": err.code, "message": err.message}}, status=status)
+
+    wrapper.__name__ = view.__name__
+    return wrapper
+
+
+def _json_body(request) -> dict:
+    try:
+        body = json.loads(request.body or b"{}")
+    except ValueError:
+        raise ChatError("bad_request", "Send a JSON object.") from None
+    if not isinstance(body, dict):
+        raise ChatError("bad_request", "Send a JSON object.")
+    return body
+
+
+def _text_field(body: dict, name: str) -> str:
+    value = body.get(name, "")
+    if not isinstance(value, str):
+        raise ChatError("bad_request", f"Field “{name}” must be text.")
+    return value
+
+
+def _conversation_json(conversation) -> dict:
+    return {
+        "id": conversation.pk,
+        "title": conversation.title,
+        "adapter": conversation.adapter.slug if conversation.adapter else None,
+        "system_prompt": conversation.system_prompt,
+        "updated_at": conversation.updated_at.isoformat(),
+    }
+
+
+@require_POST
+@json_action
+def conversation_rename(request, body, conversation_id: int):
+    conversation = services.conversation_rename(
+        user=request.user, conversation_id=conversation_id, title=_text_field(body, "title")
+    )
+    return _conversation_json(conversation)
+
+
+@require_POST
+@json_action
+def conversation_delete(request, body, conversation_id: int):
+    services.conversation_delete(user=request.user, conversation_id=conversation_id)
+    return {"deleted": conversation_id}
+
+
+@require_POST
+@json_action
+def conversation_settings(request, body, conversation_id: int | None = None):
+    """Adapter ("" = base) and system prompt; without an id, a new empty conversation."""
+    conversation = services.conversation_configure(
+        user=request.user,
+        conversation_id=conversation_id,
+        adapter_slug=_text_field(body, "adapter"),
+        system_prompt=_text_field(body, "system_prompt"),
+    )
+    return _conversation_json(conversation)
+
+
+@require_GET
+@json_action
+def conversation_search(request, body):
+    query = request.GET.get("q", "")[:200]
+    found = selectors.conversations_matching(request.user, query)[:SIDEBAR_LIMIT]
+    return {"results": [_conversation_json(conversation) for conversation in found]}

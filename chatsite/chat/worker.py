@@ -37,7 +37,7 @@ _started = threading.Lock()
 _threads_running = False
 
 
-def generate(message_id: int, params: dict, raw_prompt: bool, grace_s: float) -> None:
+def generate(message_id: int, params: dict, kind: str, grace_s: float) -> None:
     """Run one generation to its end in this thread (called by the Celery task).
 
     `grace_s` comes from the web tier that took the request: the disconnect policy is the web
@@ -48,10 +48,9 @@ def generate(message_id: int, params: dict, raw_prompt: bool, grace_s: float) ->
         log.info("message %s was claimed or ended already; not generating it again", message_id)
         return
     redis.set(tokenlog.owner_key(message_id), WORKER_NAME)
-    request = services.generation_request(
-        message_id=message_id, params=params, raw_prompt=raw_prompt
-    )
-    generation = WorkerGeneration(message_id, request, redis, grace_s)
+    request = services.generation_request(message_id=message_id, params=params, kind=kind)
+    earlier = services.generation_earlier_text(message_id=message_id)
+    generation = WorkerGeneration(message_id, request, redis, grace_s, earlier)
     _live[message_id] = generation
     try:
         generation.run()
@@ -60,15 +59,20 @@ def generate(message_id: int, params: dict, raw_prompt: bool, grace_s: float) ->
 
 
 class WorkerGeneration:
-    def __init__(self, message_id: int, request: GenerationRequest, redis, grace_s: float):
+    def __init__(
+        self, message_id: int, request: GenerationRequest, redis, grace_s: float, earlier: str
+    ):
         self.message_id = message_id
         self.grace_s = grace_s
         self.request = request
         self.redis = redis
         self.events: queue.Queue[Event | str] = queue.Queue()
         self.engine: Engine | None = None
-        self.seq = 0  # the start event (seq 0) was written by the web tier
-        self.parts: list[str] = []
+        # The web tier wrote the start event (seq 0) and, for a continuation, the earlier text
+        # as token 0 (seq 1); new tokens are numbered after them.
+        self.seq = 1 if earlier else 0
+        self.index_offset = 1 if earlier else 0
+        self.parts: list[str] = [earlier] if earlier else []
         self.bytes = 0
         self.failed: Failed | None = None
         self.cancel_cause: str | None = None
@@ -110,7 +114,8 @@ class WorkerGeneration:
         if isinstance(event, TextDelta):
             self.parts.append(event.text)
             self.bytes += len(event.text.encode())
-            self._append(envelopes.token(message=self.message_id, text=event.text, index=event.index))
+            index = event.index + self.index_offset
+            self._append(envelopes.token(message=self.message_id, text=event.text, index=index))
             cause = services.cap_reached(
                 text_bytes=self.bytes, elapsed_s=time.monotonic() - self.started_at
             )

@@ -39,3 +39,10 @@ def test_it_sends_a_content_security_policy_without_inline_script(client, owner)
     policy = client.get("/")["Content-Security-Policy"]
     assert "script-src 'self'" in policy
     assert "unsafe-inline" not in policy
+
+
+def test_it_loads_the_bundled_script_and_no_inline_script(client, owner):
+    client.force_login(owner)
+    page = client.get("/").content.decode()
+    assert '<script type="module" src="/static/patchbay.js">' in page
+    assert "<script>" not in page
