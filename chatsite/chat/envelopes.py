@@ -36,6 +36,18 @@ def end(
     )
 
 
+def end_of(finished, *, message: int, reason: str) -> dict:
+    """The end of a generation, from the engine's `Finished`."""
+    return end(
+        message=message,
+        reason=reason,
+        prompt_tokens=finished.prompt_tokens,
+        completion_tokens=finished.completion_tokens,
+        ttft_ms=finished.ttft_ms,
+        total_ms=finished.total_ms,
+    )
+
+
 def error(err: ChatError, *, message: int | None = None) -> dict:
     return _envelope("inference.error", code=err.code, message=err.message, message_id=message)
 

@@ -9,6 +9,7 @@ back from its own thread; everything else here runs on the event loop.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 
 from channels.db import database_sync_to_async
@@ -172,16 +173,8 @@ class GenerationRun:
         )
         self._loop.call_later(KEEP_FINISHED_S, _forget, self)
         self.done = True
-        self._publish(
-            envelopes.end(
-                message=self.message_id,
-                reason=services.end_reason(finished, self._cancel_cause),
-                prompt_tokens=finished.prompt_tokens,
-                completion_tokens=finished.completion_tokens,
-                ttft_ms=finished.ttft_ms,
-                total_ms=finished.total_ms,
-            )
-        )
+        reason = services.end_reason(finished, self._cancel_cause)
+        self._publish(envelopes.end_of(finished, message=self.message_id, reason=reason))
 
     # --- persistence --------------------------------------------------------------------------
     def _enforce_caps(self) -> None:
@@ -214,7 +207,9 @@ class GenerationRun:
         self._changed = asyncio.Event()
 
     def _spawn(self, coro) -> None:
-        task = self._loop.create_task(coro)
+        # A fresh context: a run outlives the request that started or left it, and must not
+        # use that request's thread executor for its database writes once the request is gone.
+        task = self._loop.create_task(coro, context=contextvars.Context())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -138,16 +138,8 @@ class WorkerGeneration:
             error_code=self.failed.code if self.failed else "",
             error_text=self.failed.message if self.failed else "",
         )
-        self._append(
-            envelopes.end(
-                message=self.message_id,
-                reason=services.end_reason(finished, self.cancel_cause),
-                prompt_tokens=finished.prompt_tokens,
-                completion_tokens=finished.completion_tokens,
-                ttft_ms=finished.ttft_ms,
-                total_ms=finished.total_ms,
-            )
-        )
+        reason = services.end_reason(finished, self.cancel_cause)
+        self._append(envelopes.end_of(finished, message=self.message_id, reason=reason))
         tokenlog.close(self.redis, self.message_id)
         log.info("answer %s: ended (%s)", self.message_id, finished.reason)
 

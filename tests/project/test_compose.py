@@ -25,7 +25,7 @@ def compose_config() -> dict:
 
 def test_it_validates_with_docker_compose_config():
     services = compose_config()["services"]
-    assert {"postgres", "redis", "web", "worker"} <= set(services)
+    assert {"postgres", "redis", "web", "worker", "reaper"} <= set(services)
 
 
 def test_it_gives_every_service_a_healthcheck():
@@ -36,3 +36,10 @@ def test_it_gives_every_service_a_healthcheck():
 def test_it_reserves_a_gpu_for_the_worker():
     devices = compose_config()["services"]["worker"]["deploy"]["resources"]["reservations"]["devices"]
     assert devices[0]["capabilities"] == ["gpu"]
+
+
+def test_it_runs_the_web_tier_in_celery_mode_without_a_gpu():
+    services = compose_config()["services"]
+    assert services["web"]["environment"]["INFERENCE_MODE"] == "celery"
+    assert "deploy" not in services["web"]
+    assert "reaper" in " ".join(services["reaper"]["command"])
