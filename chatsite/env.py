@@ -50,6 +50,9 @@ class Environment(BaseSettings):
     MAX_NEW_TOKENS: int = Field(default=1024, ge=1)
     DEFAULT_MAX_NEW_TOKENS: int = Field(default=256, ge=1)
     API_MAX_CONCURRENT: int = Field(default=4, ge=1)
+    METRICS_TOKEN: str | None = Field(default=None, min_length=16)  # bearer token for /metrics
+    WORKER_METRICS_PORT: int | None = Field(default=None, ge=1, le=65535)  # off when unset
+    WORKER_METRICS_ADDR: str = "127.0.0.1"
     API_RATE_LIMIT: str = Field(
         default="120/minute", pattern=r"^[1-9][0-9]*/(second|minute|hour|day)$"
     )
@@ -70,7 +73,7 @@ def read_environment() -> Environment:
         raise ImproperlyConfigured(f"Bad environment setting: {problems}") from None
 
 
-_SECRET = ("SECRET_KEY", "DATABASE_URL", "REDIS_URL")
+_SECRET = ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "METRICS_TOKEN")
 
 
 def _describe(err) -> str:

@@ -213,6 +213,11 @@ MAX_PROMPT_CHARS = ENV.MAX_PROMPT_CHARS
 MAX_NEW_TOKENS = ENV.MAX_NEW_TOKENS
 DEFAULT_MAX_NEW_TOKENS = ENV.DEFAULT_MAX_NEW_TOKENS
 
+# Metrics (chatsite/chat/metrics.py): /metrics needs this bearer token, or DEBUG when unset.
+METRICS_TOKEN = ENV.METRICS_TOKEN
+WORKER_METRICS_PORT = ENV.WORKER_METRICS_PORT
+WORKER_METRICS_ADDR = ENV.WORKER_METRICS_ADDR
+
 # Celery (INFERENCE_MODE=celery). Redis is the broker; see docs/ARCHITECTURE.md, "Celery mode".
 # A generation must never run twice: tasks are acknowledged when they start (not late), so a
 # worker that dies mid-generation does not get its task redelivered; the reaper ends that

@@ -24,6 +24,11 @@ def local_engine() -> Engine:
         return _engine
 
 
+def loaded_engine() -> Engine | None:
+    """The engine if this process has loaded one; never loads it (metrics scrapes)."""
+    return _engine
+
+
 def _load() -> Engine:
     import torch
 

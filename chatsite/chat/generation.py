@@ -14,7 +14,7 @@ import logging
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from chatsite.chat import envelopes, services
+from chatsite.chat import envelopes, metrics, services
 from chatsite.chat.engine import local_engine
 from chatsite.chat.errors import ChatError
 from chatsite.chat.models import Message
@@ -49,6 +49,7 @@ def _forget(run: "GenerationRun") -> None:
 
 async def generation_run(exchange: services.Exchange):
     """Start generating the exchange's answer: in this process, or on a GPU worker."""
+    metrics.count_request()
     if settings.INFERENCE_MODE == "celery":
         from chatsite.chat.remote import remote_run
 
@@ -98,6 +99,7 @@ class GenerationRun:
         self._grace: asyncio.TimerHandle | None = None
         self._bytes = 0
         self._started_at = self._loop.time()
+        self._metrics = metrics.GenerationMetrics()
 
     @property
     def text(self) -> str:
@@ -150,13 +152,16 @@ class GenerationRun:
         if isinstance(event, TextDelta):
             self._parts.append(event.text)
             self._bytes += len(event.text.encode())
+            self._metrics.token()
             index = event.index + self._index_offset
             self._publish(envelopes.token(message=self.message_id, text=event.text, index=index))
             self._enforce_caps()
         elif isinstance(event, Failed):
             self._failed = event
+            self._metrics.error(event.code)
             self._publish(envelopes.error(ChatError(event.code, event.message), message=self.message_id))
         elif isinstance(event, Finished):
+            self._metrics.end()
             self._spawn(self._finish(event))
         elif not isinstance(event, Started):
             log.warning("unexpected engine event %r", event)
