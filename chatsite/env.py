@@ -31,6 +31,8 @@ class Environment(BaseSettings):
     REDIS_URL: str | None = None
 
     INFERENCE_MODE: Literal["local", "celery", "lorax"] = "local"
+    LORAX_URL: str | None = Field(default=None, pattern=r"^https?://")  # INFERENCE_MODE=lorax
+    LORAX_API_KEY: str | None = None  # sent to LoRAX as a Bearer token
     BASE_MODEL: str = str(VAR_DIR / "models" / "demo-base")
     ADAPTERS_DIR: Path = VAR_DIR / "adapters"
     ENGINE_DEVICE: str | None = None  # "cuda", "cpu"; unset picks cuda when present
@@ -73,7 +75,7 @@ def read_environment() -> Environment:
         raise ImproperlyConfigured(f"Bad environment setting: {problems}") from None
 
 
-_SECRET = ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "METRICS_TOKEN")
+_SECRET = ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "METRICS_TOKEN", "LORAX_API_KEY")
 
 
 def _describe(err) -> str:

@@ -194,7 +194,9 @@ API_RATE_LIMIT = ENV.API_RATE_LIMIT
 
 # --- Inference --------------------------------------------------------------------------------
 INFERENCE_MODE = ENV.INFERENCE_MODE
-BASE_MODEL = ENV.BASE_MODEL
+BASE_MODEL = ENV.BASE_MODEL  # in lorax mode: its tokenizer renders the chat template
+LORAX_URL = ENV.LORAX_URL
+LORAX_API_KEY = ENV.LORAX_API_KEY
 ADAPTERS_DIR = ENV.ADAPTERS_DIR
 ENGINE_DEVICE = ENV.ENGINE_DEVICE
 ENGINE_THREADS = ENV.ENGINE_THREADS

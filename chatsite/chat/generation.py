@@ -15,7 +15,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from chatsite.chat import envelopes, metrics, services
-from chatsite.chat.engine import local_engine
+from chatsite.chat.engine import process_engine
 from chatsite.chat.errors import ChatError
 from chatsite.chat.models import Message
 from inference.types import Engine, Event, Failed, Finished, Started, TextDelta
@@ -48,7 +48,8 @@ def _forget(run: "GenerationRun") -> None:
 
 
 async def generation_run(exchange: services.Exchange):
-    """Start generating the exchange's answer: in this process, or on a GPU worker."""
+    """Start generating the exchange's answer: in this process (local mode, or a LoRAX stream
+    driven from here in lorax mode), or on a GPU worker (celery mode)."""
     metrics.count_request()
     if settings.INFERENCE_MODE == "celery":
         from chatsite.chat.remote import remote_run
@@ -57,7 +58,7 @@ async def generation_run(exchange: services.Exchange):
     run = GenerationRun(exchange)
     _runs[run.message_id] = run
     try:
-        engine = await asyncio.to_thread(local_engine)
+        engine = await asyncio.to_thread(process_engine)
     except ChatError as err:
         run.refuse(err)
     else:
