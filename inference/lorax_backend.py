@@ -90,7 +90,7 @@ class LoraxEngine:
             sink(Failed(error.code, error.message))
         except (aiohttp.ClientError, TimeoutError, OSError) as error:
             sink(Failed("engine_unavailable", f"The LoRAX server could not be reached ({error})."))
-        except Exception as error:  # lorax-client's errors carry LoRAX's own sentence
+        except Exception as error:  # noqa: BLE001 -- lorax-client's errors carry LoRAX's sentence
             code = _CODES.get(type(error), "internal")
             sink(Failed(code, f"LoRAX: {error}" if str(error) else "LoRAX failed."))
         ttft = None if first is None else (first - started) * 1000

@@ -2,6 +2,7 @@
 lorax-client. The LoRAX server is this project's own `/lorax` endpoint, served by a second live
 Daphne in local mode (a real LoRAX server needs a GPU)."""
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -10,8 +11,22 @@ import time
 import pytest
 import requests
 
-from tests.e2e.clients import chat_frame, message, open_socket, receive, text_of, until_end
-from tests.e2e.servers import ROOT, daphne, manage, scratch_database, server_env, sign_up
+from tests.e2e.clients import (
+    chat_frame,
+    message,
+    open_socket,
+    receive,
+    text_of,
+    until_end,
+)
+from tests.e2e.servers import (
+    ROOT,
+    daphne,
+    manage,
+    scratch_database,
+    server_env,
+    sign_up,
+)
 from tests.settings import TEST_MODEL_DIR
 
 pytestmark = pytest.mark.e2e
@@ -116,7 +131,7 @@ async def test_it_stops_the_upstream_stream_and_keeps_the_partial_text(servers):
     deadline = time.monotonic() + 20
     while (status := upstream_answers(upstream, key)[-1]["status"]) == "streaming":
         assert time.monotonic() < deadline, "the LoRAX server kept generating"
-        time.sleep(0.2)
+        await asyncio.sleep(0.2)
     assert status == "interrupted"
 
 
