@@ -4,6 +4,7 @@ Daphne in local mode (a real LoRAX server needs a GPU)."""
 
 import asyncio
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -57,13 +58,15 @@ def servers(demo_model, tmp_path_factory):
         manage(up_env, "make_demo_model")
         key = api_key_for(up_env, "lorax-client")
         with daphne(up_env, tmp / "up.log") as upstream:
+            # Its own adapter directory: the shared test model's must not change.
+            shutil.copytree(TEST_MODEL_DIR / "adapters", tmp / "web-adapters")
             web_env = server_env(
                 web_db, TEST_MODEL_DIR, INFERENCE_MODE="lorax", LORAX_URL=f"{upstream}/lorax",
-                LORAX_API_KEY=key,
+                LORAX_API_KEY=key, ADAPTERS_DIR=str(tmp / "web-adapters"),
             )
             manage(web_env, "migrate", "--noinput")
             manage(web_env, "make_demo_model")  # the same adapter slugs as the upstream's
-            manage(web_env, "import_adapter", str(TEST_MODEL_DIR / "adapters" / "demo-poet"),
+            manage(web_env, "import_adapter", str(tmp / "web-adapters" / "demo-poet"),
                    "--slug", "demo-only-here")
             with daphne(web_env, tmp / "web.log") as web:
                 yield web, upstream, key
