@@ -4,11 +4,13 @@ import socket
 import urllib.request
 
 import pytest
+import redis
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from chatsite.chat import metrics
+from chatsite.chat import metrics, tokenlog
 from tests.chat.conftest import text_of
+from tests.conftest import require_service
 
 TOKEN = "s3cret-metrics-token-0123"
 LOCAL = {"mode": "local", "worker": metrics.PROCESS_NAME}
@@ -118,3 +120,19 @@ def test_it_serves_a_workers_metrics_on_its_own_port_when_asked(settings):
 
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         assert b"patchbay_active_generations" in response.read()
+
+
+def test_it_reports_the_celery_queue_depth_from_the_broker(settings, monkeypatch):
+    url = "redis://127.0.0.1:6379/12"
+    require_service("Redis", url)
+    broker = redis.Redis.from_url(url)
+    broker.delete("gpu")
+    broker.rpush("gpu", "task-1", "task-2", "task-3")
+    settings.INFERENCE_MODE, settings.REDIS_URL = "celery", url
+    monkeypatch.setattr(tokenlog, "_sync_client", None)  # a client for this URL
+    try:
+        depth = REGISTRY.get_sample_value("patchbay_queue_depth", {"mode": "celery"})
+    finally:
+        broker.delete("gpu")
+
+    assert depth == 3
