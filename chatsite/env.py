@@ -31,6 +31,8 @@ class Environment(BaseSettings):
     REDIS_URL: str | None = None
 
     INFERENCE_MODE: Literal["local", "celery", "lorax"] = "local"
+    LORAX_URL: str | None = Field(default=None, pattern=r"^https?://")  # INFERENCE_MODE=lorax
+    LORAX_API_KEY: str | None = None  # sent to LoRAX as a Bearer token
     BASE_MODEL: str = str(VAR_DIR / "models" / "demo-base")
     ADAPTERS_DIR: Path = VAR_DIR / "adapters"
     ENGINE_DEVICE: str | None = None  # "cuda", "cpu"; unset picks cuda when present
@@ -50,6 +52,9 @@ class Environment(BaseSettings):
     MAX_NEW_TOKENS: int = Field(default=1024, ge=1)
     DEFAULT_MAX_NEW_TOKENS: int = Field(default=256, ge=1)
     API_MAX_CONCURRENT: int = Field(default=4, ge=1)
+    METRICS_TOKEN: str | None = Field(default=None, min_length=16)  # bearer token for /metrics
+    WORKER_METRICS_PORT: int | None = Field(default=None, ge=1, le=65535)  # off when unset
+    WORKER_METRICS_ADDR: str = "127.0.0.1"
     API_RATE_LIMIT: str = Field(
         default="120/minute", pattern=r"^[1-9][0-9]*/(second|minute|hour|day)$"
     )
@@ -70,7 +75,7 @@ def read_environment() -> Environment:
         raise ImproperlyConfigured(f"Bad environment setting: {problems}") from None
 
 
-_SECRET = ("SECRET_KEY", "DATABASE_URL", "REDIS_URL")
+_SECRET = ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "METRICS_TOKEN", "LORAX_API_KEY")
 
 
 def _describe(err) -> str:

@@ -194,7 +194,9 @@ API_RATE_LIMIT = ENV.API_RATE_LIMIT
 
 # --- Inference --------------------------------------------------------------------------------
 INFERENCE_MODE = ENV.INFERENCE_MODE
-BASE_MODEL = ENV.BASE_MODEL
+BASE_MODEL = ENV.BASE_MODEL  # in lorax mode: its tokenizer renders the chat template
+LORAX_URL = ENV.LORAX_URL
+LORAX_API_KEY = ENV.LORAX_API_KEY
 ADAPTERS_DIR = ENV.ADAPTERS_DIR
 ENGINE_DEVICE = ENV.ENGINE_DEVICE
 ENGINE_THREADS = ENV.ENGINE_THREADS
@@ -212,6 +214,11 @@ WORKER_CONCURRENCY = ENV.WORKER_CONCURRENCY
 MAX_PROMPT_CHARS = ENV.MAX_PROMPT_CHARS
 MAX_NEW_TOKENS = ENV.MAX_NEW_TOKENS
 DEFAULT_MAX_NEW_TOKENS = ENV.DEFAULT_MAX_NEW_TOKENS
+
+# Metrics (chatsite/chat/metrics.py): /metrics needs this bearer token, or DEBUG when unset.
+METRICS_TOKEN = ENV.METRICS_TOKEN
+WORKER_METRICS_PORT = ENV.WORKER_METRICS_PORT
+WORKER_METRICS_ADDR = ENV.WORKER_METRICS_ADDR
 
 # Celery (INFERENCE_MODE=celery). Redis is the broker; see docs/ARCHITECTURE.md, "Celery mode".
 # A generation must never run twice: tasks are acknowledged when they start (not late), so a

@@ -1,11 +1,12 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from chatsite.chat import lorax_api, openai_api
+from chatsite.chat import lorax_api, metrics, openai_api
 from chatsite.health import healthz
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
+    path("metrics", metrics.metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
     path("accounts/", include("chatsite.accounts.urls")),
     path("api/v1/", include("chatsite.chat.api_urls")),

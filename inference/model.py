@@ -40,26 +40,32 @@ class BaseModel:
         raise InferenceError("invalid_request", "The request has neither messages nor a prompt.")
 
     def _encode_messages(self, request: GenerationRequest) -> list[int]:
-        if not self.tokenizer.chat_template:
-            raise InferenceError(
-                "invalid_request",
-                "This base model has no chat template; send a raw prompt instead.",
-            )
-        messages = [{"role": turn.role, "content": turn.content} for turn in request.messages]
-        try:
-            text = self.tokenizer.apply_chat_template(
-                messages,
-                tokenize=False,
-                add_generation_prompt=not request.continue_final_message,
-                continue_final_message=request.continue_final_message,
-            )
-        except jinja2.TemplateError as error:
-            # Templates reject what their model cannot take, e.g. Mistral's wants no system turn.
-            raise InferenceError(
-                "invalid_request", f"The chat template refused these messages: {error}"
-            ) from error
+        text = render_chat(self.tokenizer, request)
         # The template already writes the special tokens (such as <s>) that the model expects.
         return self.tokenizer(text, add_special_tokens=False).input_ids
+
+
+def render_chat(tokenizer: PreTrainedTokenizerBase, request: GenerationRequest) -> str:
+    """The request's chat messages as one prompt string, through the model's chat template
+    (also what a LoRAX server is sent: it takes a prompt string, not messages)."""
+    if not tokenizer.chat_template:
+        raise InferenceError(
+            "invalid_request",
+            "This base model has no chat template; send a raw prompt instead.",
+        )
+    messages = [{"role": turn.role, "content": turn.content} for turn in request.messages]
+    try:
+        return tokenizer.apply_chat_template(
+            messages,
+            tokenize=False,
+            add_generation_prompt=not request.continue_final_message,
+            continue_final_message=request.continue_final_message,
+        )
+    except jinja2.TemplateError as error:
+        # Templates reject what their model cannot take, e.g. Mistral's wants no system turn.
+        raise InferenceError(
+            "invalid_request", f"The chat template refused these messages: {error}"
+        ) from error
 
 
 def pick_device(requested: str | None = None) -> torch.device:

@@ -14,11 +14,11 @@ def inference_mode_available(app_configs, **kwargs):
                 id="patchbay.E002",
             )
         ]
-    if mode == "lorax":
+    if mode == "lorax" and not settings.LORAX_URL:
         return [
             Error(
-                "INFERENCE_MODE=lorax is not available in this build yet.",
-                hint="Use INFERENCE_MODE=local or celery.",
+                "INFERENCE_MODE=lorax needs LORAX_URL: the LoRAX server that generates.",
+                hint="Set LORAX_URL, e.g. http://lorax:8080 (and LORAX_API_KEY if it wants one).",
                 id="patchbay.E001",
             )
         ]

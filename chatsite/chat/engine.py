@@ -1,4 +1,5 @@
-"""The engine of this web process (INFERENCE_MODE=local): one per process, loaded once."""
+"""The engine of this web process: the model itself (INFERENCE_MODE=local) or a LoRAX client
+(INFERENCE_MODE=lorax); one per process, made once."""
 
 from __future__ import annotations
 
@@ -22,6 +23,47 @@ def local_engine() -> Engine:
         if _engine is None:
             _engine = _load()
         return _engine
+
+
+def process_engine() -> Engine:
+    """The engine that answers in this web process, for the mode (blocking: call off-loop)."""
+    return lorax_engine() if settings.INFERENCE_MODE == "lorax" else local_engine()
+
+
+def lorax_engine() -> Engine:
+    """A client of the LoRAX server at LORAX_URL; it needs the base model's tokenizer only."""
+    global _engine
+    with _lock:
+        if _engine is None:
+            _engine = _lorax()
+        return _engine
+
+
+def _lorax() -> Engine:
+    from functools import partial
+
+    from transformers import AutoTokenizer
+
+    from inference.lorax_backend import LoraxEngine
+    from inference.model import render_chat
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(settings.BASE_MODEL)
+    except Exception as exc:  # as for a local model: a sentence, not a crash
+        log.exception("could not load the tokenizer of BASE_MODEL=%s", settings.BASE_MODEL)
+        raise ChatError(
+            "engine_unavailable",
+            "The chat template could not be loaded; an administrator needs to check BASE_MODEL "
+            f"({type(exc).__name__}).",
+        ) from exc
+    return LoraxEngine(
+        settings.LORAX_URL, api_key=settings.LORAX_API_KEY, render=partial(render_chat, tokenizer)
+    )
+
+
+def loaded_engine() -> Engine | None:
+    """The engine if this process has loaded one; never loads it (metrics scrapes)."""
+    return _engine
 
 
 def _load() -> Engine:

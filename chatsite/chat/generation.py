@@ -15,8 +15,8 @@ import logging
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from chatsite.chat import envelopes, services
-from chatsite.chat.engine import local_engine
+from chatsite.chat import envelopes, metrics, services
+from chatsite.chat.engine import process_engine
 from chatsite.chat.errors import ChatError
 from chatsite.chat.models import Message
 from inference.types import Engine, Event, Failed, Finished, Started, TextDelta
@@ -49,7 +49,9 @@ def _forget(run: "GenerationRun") -> None:
 
 
 async def generation_run(exchange: services.Exchange):
-    """Start generating the exchange's answer: in this process, or on a GPU worker."""
+    """Start generating the exchange's answer: in this process (local mode, or a LoRAX stream
+    driven from here in lorax mode), or on a GPU worker (celery mode)."""
+    metrics.count_request()
     if settings.INFERENCE_MODE == "celery":
         from chatsite.chat.remote import remote_run
 
@@ -57,7 +59,7 @@ async def generation_run(exchange: services.Exchange):
     run = GenerationRun(exchange)
     _runs[run.message_id] = run
     try:
-        engine = await asyncio.to_thread(local_engine)
+        engine = await asyncio.to_thread(process_engine)
     except ChatError as err:
         run.refuse(err)
     else:
@@ -99,6 +101,7 @@ class GenerationRun:
         self._grace: asyncio.TimerHandle | None = None
         self._bytes = 0
         self._started_at = self._loop.time()
+        self._metrics = metrics.GenerationMetrics()
 
     @property
     def text(self) -> str:
@@ -151,13 +154,16 @@ class GenerationRun:
         if isinstance(event, TextDelta):
             self._parts.append(event.text)
             self._bytes += len(event.text.encode())
+            self._metrics.token()
             index = event.index + self._index_offset
             self._publish(envelopes.token(message=self.message_id, text=event.text, index=index))
             self._enforce_caps()
         elif isinstance(event, Failed):
             self._failed = event
+            self._metrics.error(event.code)
             self._publish(envelopes.error(ChatError(event.code, event.message), message=self.message_id))
         elif isinstance(event, Finished):
+            self._metrics.end()
             self._spawn(self._finish(event))
         elif not isinstance(event, Started):
             log.warning("unexpected engine event %r", event)

@@ -12,27 +12,32 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import queue
-import socket
 import threading
 import time
 
 from django.conf import settings
 from redis.exceptions import ResponseError
 
-from chatsite.chat import envelopes, services, tokenlog
+from chatsite.chat import envelopes, metrics, services, tokenlog
 from chatsite.chat.engine import local_engine
 from chatsite.chat.errors import ChatError
-from inference.types import Engine, Event, Failed, Finished, GenerationRequest, TextDelta
+from inference.types import (
+    Engine,
+    Event,
+    Failed,
+    Finished,
+    GenerationRequest,
+    TextDelta,
+)
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_EVERY_S = 0.5
 POLICY_EVERY_S = 0.25
-WORKER_NAME = f"{socket.gethostname()}:{os.getpid()}"
+WORKER_NAME = metrics.PROCESS_NAME
 
-_live: dict[int, "WorkerGeneration"] = {}
+_live: dict[int, WorkerGeneration] = {}
 _started = threading.Lock()
 _threads_running = False
 
@@ -79,9 +84,16 @@ class WorkerGeneration:
         self.started_at = time.monotonic()
         self.unwatched_since: float | None = None
         self.saved_chars = -1
+        self.metrics = metrics.GenerationMetrics()
 
     # --- the loop -------------------------------------------------------------------------------
     def run(self) -> None:
+        try:
+            self._run()
+        finally:
+            self.metrics.end()
+
+    def _run(self) -> None:
         try:
             self.engine = local_engine()
         except ChatError as err:
@@ -114,6 +126,7 @@ class WorkerGeneration:
         if isinstance(event, TextDelta):
             self.parts.append(event.text)
             self.bytes += len(event.text.encode())
+            self.metrics.token()
             index = event.index + self.index_offset
             self._append(envelopes.token(message=self.message_id, text=event.text, index=index))
             cause = services.cap_reached(
@@ -123,6 +136,7 @@ class WorkerGeneration:
                 self.cancel(cause)
         elif isinstance(event, Failed):
             self.failed = event
+            self.metrics.error(event.code)
             self._append(envelopes.error(ChatError(event.code, event.message), message=self.message_id))
         elif isinstance(event, Finished):
             self._finish(event)
@@ -191,6 +205,7 @@ class WorkerGeneration:
 def start_process() -> None:
     """Heartbeat and control threads, and the engine, when the worker starts."""
     _ensure_process_threads()
+    metrics.start_worker_server()
     try:
         local_engine()
     except ChatError as err:

@@ -38,6 +38,8 @@ def manage(*args, **env) -> subprocess.CompletedProcess:
         ("DATABASE_URL", "nosuchdb://x"),
         ("SECRET_KEY", "short"),
         ("ADAPTER_MAX_RANK", "0"),
+        ("METRICS_TOKEN", "short"),
+        ("WORKER_METRICS_PORT", "0"),
         ("ADAPTER_MAX_RANK", "sixty-four"),
         ("ADAPTER_MAX_BYTES", "2GiB"),
     ],

@@ -1,0 +1,296 @@
+"""Load test: N concurrent answers streamed over SSE and WebSocket from a running Patchbay.
+
+    python bench/load.py --url http://127.0.0.1:8000 --streams 200 --json
+
+It signs up its own users through the sign-up form (one per `--per-user` streams, as a person
+would: the APIs cap live answers per user at API_MAX_CONCURRENT, 4 by default) and uses their
+sessions. Every stream starts a conversation with a random usable adapter (or the base model)
+and follows the answer: half over `/api/v1/messages/<id>/stream` (SSE), half over `/ws/chat/`.
+For each it measures, on the client: time to first token from sending the message, the gaps
+between tokens, the token `index` continuity (dropped and duplicated tokens), and whether the
+streamed text equals the text the read API saved. `--json` prints one JSON object last.
+
+Works against local and celery modes alike (it only speaks the public protocols).
+docs/BENCHMARKS.md, "Streaming under load", has results and the commands that made them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import aiohttp
+import websockets
+
+PASSWORD = "load-test correct horse battery"
+PROMPTS = [
+    "Tell me about rivers.",
+    "What should I cook tonight?",
+    "Describe a quiet morning.",
+    "How do bridges stay up?",
+    "Write a line about the sea.",
+]
+
+
+@dataclass
+class Stream:
+    transport: str
+    sent_at: float = 0.0
+    arrivals: list[float] = field(default_factory=list)
+    indexes: list[int] = field(default_factory=list)
+    text: str = ""
+    message: int | None = None
+    end: dict | None = None
+    error: str | None = None
+    saved_text: str | None = None
+
+    @property
+    def ttft_ms(self) -> float | None:
+        return (self.arrivals[0] - self.sent_at) * 1000 if self.arrivals else None
+
+    @property
+    def gaps_ms(self) -> list[float]:
+        return [(b - a) * 1000 for a, b in zip(self.arrivals, self.arrivals[1:])]
+
+    def on_envelope(self, envelope: dict) -> bool:
+        """Record one envelope; True at the end of the answer."""
+        kind, payload = envelope["type"], envelope["payload"]
+        if kind == "inference.start":
+            self.message = payload["message"]
+        elif kind == "inference.token":
+            self.arrivals.append(time.perf_counter())
+            self.indexes.append(payload["index"])
+            self.text += payload["text"]
+        elif kind == "inference.error":
+            self.error = payload["code"]
+        elif kind == "inference.end":
+            self.end = payload
+            return True
+        return False
+
+
+# --- users ------------------------------------------------------------------------------------
+async def sign_up(base_url: str, name: str) -> aiohttp.ClientSession:
+    """A new user through the real sign-up form; the session stays signed in."""
+    session = aiohttp.ClientSession(
+        cookie_jar=aiohttp.CookieJar(unsafe=True),  # cookies for an IP address host
+        timeout=aiohttp.ClientTimeout(total=None, sock_read=120),
+    )
+    url = f"{base_url}/accounts/signup/"
+    async with session.get(url) as response:
+        response.raise_for_status()
+    form = {"username": name, "password1": PASSWORD, "password2": PASSWORD,
+            "csrfmiddlewaretoken": csrf(session)}
+    async with session.post(url, data=form, headers={"Referer": url}, allow_redirects=False) as r:
+        if r.status != 302:
+            raise RuntimeError(f"sign-up of {name} answered {r.status}: {await r.text()}")
+    return session
+
+
+def csrf(session: aiohttp.ClientSession) -> str:
+    return next(c.value for c in session.cookie_jar if c.key == "csrftoken")
+
+
+def write_headers(session: aiohttp.ClientSession, base_url: str) -> dict:
+    return {"X-CSRFToken": csrf(session), "Referer": f"{base_url}/"}
+
+
+async def usable_adapters(session: aiohttp.ClientSession, base_url: str) -> list[str | None]:
+    async with session.get(f"{base_url}/api/v1/adapters/") as response:
+        body = await response.json()
+    rows = body["results"] if isinstance(body, dict) else body
+    return [row["slug"] for row in rows] + [None]  # None: the base model
+
+
+# --- one stream per transport -----------------------------------------------------------------
+async def sse_stream(session, base_url: str, adapter: str | None, params: dict) -> Stream:
+    stream = Stream("sse")
+    headers = write_headers(session, base_url)
+    async with session.post(
+        f"{base_url}/api/v1/conversations/", json={"adapter": adapter}, headers=headers
+    ) as response:
+        conversation = (await response.json())["id"]
+    stream.sent_at = time.perf_counter()
+    async with session.post(
+        f"{base_url}/api/v1/conversations/{conversation}/messages/",
+        json={"content": random.choice(PROMPTS), "parameters": params},
+        headers=headers,
+    ) as response:
+        body = await response.json()
+        if response.status != 201:
+            stream.error = body.get("code", str(response.status))
+            return stream
+    stream.message = body["message"]
+    async with session.get(f"{base_url}/api/v1/messages/{stream.message}/stream") as response:
+        data = ""
+        async for raw in response.content:
+            line = raw.decode().rstrip("\n")
+            if line.startswith("data: "):
+                data += line[6:]
+            elif not line and data:
+                if stream.on_envelope(json.loads(data)):
+                    break
+                data = ""
+    return stream
+
+
+async def ws_stream(session, base_url: str, adapter: str | None, params: dict) -> Stream:
+    stream = Stream("ws")
+    cookie = "; ".join(f"{c.key}={c.value}" for c in session.cookie_jar)
+    url = base_url.replace("http://", "ws://").replace("https://", "wss://") + "/ws/chat/"
+    async with websockets.connect(
+        url, origin=base_url, additional_headers={"Cookie": cookie}, max_queue=None
+    ) as ws:
+        frame = {"type": "chat.send", "content": random.choice(PROMPTS), "adapter": adapter,
+                 "params": params}
+        stream.sent_at = time.perf_counter()
+        await ws.send(json.dumps(frame))
+        async for raw in ws:
+            if stream.on_envelope(json.loads(raw)):
+                break
+    return stream
+
+
+async def saved_text(session, base_url: str, message: int) -> str:
+    async with session.get(f"{base_url}/api/v1/messages/{message}/") as response:
+        return (await response.json())["content"]
+
+
+async def one(session, base_url, transport, adapter, params, timeout) -> Stream:
+    run = sse_stream if transport == "sse" else ws_stream
+    try:
+        stream = await asyncio.wait_for(run(session, base_url, adapter, params), timeout)
+        if stream.message is not None and stream.end is not None:
+            stream.saved_text = await saved_text(session, base_url, stream.message)
+    except Exception as exc:  # noqa: BLE001 -- counted, not fatal: the report says what failed
+        stream = Stream(transport, error=f"{type(exc).__name__}: {exc}"[:200])
+    return stream
+
+
+# --- the report -------------------------------------------------------------------------------
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)
+
+
+def continuity(indexes: list[int]) -> tuple[int, int]:
+    """(dropped, duplicated) tokens, from the indexes a client received in order."""
+    duplicated = len(indexes) - len(set(indexes))
+    dropped = (max(indexes) + 1 - len(set(indexes))) if indexes else 0
+    return dropped, duplicated
+
+
+def report(streams: list[Stream], wall_s: float) -> dict:
+    ttft = [s.ttft_ms for s in streams if s.ttft_ms is not None]
+    overhead = [
+        s.ttft_ms - s.end["timings"]["ttft_ms"]
+        for s in streams
+        if s.ttft_ms is not None and s.end and s.end["timings"]["ttft_ms"] is not None
+    ]
+    gaps = [gap for s in streams for gap in s.gaps_ms]
+    dropped = duplicated = mismatched = 0
+    for s in streams:
+        d, u = continuity(s.indexes)
+        dropped, duplicated = dropped + d, duplicated + u
+        mismatched += s.saved_text is not None and s.saved_text != s.text
+    delivered = sum(len(s.indexes) for s in streams)  # token events (a delta may hold several)
+    generated = sum(s.end["usage"]["completion_tokens"] for s in streams if s.end)
+    # Rates per answer: generated = its tokens over the engine's total time; delivered = the
+    # same tokens over the client's time from sending to the last token. Their ratio is the
+    # share of the engine's speed that reaches the client.
+    timed = [s for s in streams if s.end and s.arrivals and s.end["timings"]["total_ms"]]
+    engine_ms = sum(s.end["timings"]["total_ms"] for s in timed)
+    client_ms = sum((s.arrivals[-1] - s.sent_at) * 1000 for s in timed)
+    errors = [s.error for s in streams if s.error] + ["text_mismatch"] * mismatched
+    errors += ["no_end"] * sum(1 for s in streams if s.end is None and not s.error)
+    return {
+        "streams": len(streams),
+        "sse_streams": sum(s.transport == "sse" for s in streams),
+        "ws_streams": sum(s.transport == "ws" for s in streams),
+        "errors": len(errors),
+        "error_kinds": sorted(set(errors)),
+        "dropped_tokens": dropped,
+        "duplicated_tokens": duplicated,
+        "text_mismatches": mismatched,
+        "token_events_delivered": delivered,
+        "tokens_generated": generated,
+        "delivered_over_generated": round(engine_ms / client_ms, 4) if client_ms else None,
+        "tokens_per_s_generated_per_stream": _rate(timed, engine_ms),
+        "tokens_per_s_delivered_per_stream": _rate(timed, client_ms),
+        "tokens_per_s_overall": round(generated / wall_s, 1),
+        "ttft_p50_ms": percentile(ttft, 0.5),
+        "ttft_p95_ms": percentile(ttft, 0.95),
+        "ttft_overhead_p50_ms": percentile(overhead, 0.5),
+        "ttft_overhead_p95_ms": percentile(overhead, 0.95),
+        "itl_p50_ms": percentile(gaps, 0.5),
+        "itl_p99_ms": percentile(gaps, 0.99),
+        "wall_s": round(wall_s, 2),
+    }
+
+
+def _rate(streams: list[Stream], total_ms: float) -> float | None:
+    tokens = sum(s.end["usage"]["completion_tokens"] for s in streams)
+    return round(tokens / (total_ms / 1000), 1) if total_ms else None
+
+
+# --- main -------------------------------------------------------------------------------------
+async def main(args) -> dict:
+    random.seed(args.seed)
+    base_url = args.url.rstrip("/")
+    tag = uuid.uuid4().hex[:8]
+    user_count = -(-args.streams // args.per_user)
+    sessions = await asyncio.gather(
+        *(sign_up(base_url, f"load-{tag}-{n}") for n in range(user_count))
+    )
+    try:
+        adapters = await usable_adapters(sessions[0], base_url)
+        params = {"max_tokens": args.max_tokens, "temperature": 0.8}
+        for adapter in adapters[: args.warmup]:  # load the model and adapters; not counted
+            await one(sessions[0], base_url, "sse", adapter, params, args.timeout)
+        jobs = []
+        for n in range(args.streams):
+            transport = args.transport if args.transport != "both" else ("sse", "ws")[n % 2]
+            session = sessions[n // args.per_user]
+            jobs.append(one(session, base_url, transport, random.choice(adapters), params,
+                            args.timeout))
+        started = time.perf_counter()
+        streams = await asyncio.gather(*jobs)
+        return report(streams, time.perf_counter() - started)
+    finally:
+        await asyncio.gather(*(session.close() for session in sessions))
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--url", default="http://127.0.0.1:8000", help="the running server")
+    parser.add_argument("--streams", type=int, default=200, help="concurrent answers")
+    parser.add_argument("--per-user", type=int, default=4,
+                        help="streams per signed-up user (keep <= API_MAX_CONCURRENT)")
+    parser.add_argument("--transport", choices=("both", "sse", "ws"), default="both")
+    parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument("--timeout", type=float, default=300, help="seconds per stream")
+    parser.add_argument("--warmup", type=int, default=0,
+                        help="answers (one per adapter, in turn) streamed first, not counted")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--json", action="store_true", help="print one JSON object last")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    arguments = parse_args()
+    result = asyncio.run(main(arguments))
+    if arguments.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:>26}: {value}")
+    sys.exit(1 if result["errors"] or result["dropped_tokens"] or result["duplicated_tokens"]
+             else 0)

@@ -1,0 +1,66 @@
+"""bench/load.py against a live Daphne: a few streams over both transports, all intact."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from bench.load import Stream, continuity, report
+from tests.e2e.servers import ROOT, daphne, manage, scratch_database, server_env
+from tests.settings import TEST_MODEL_DIR
+
+pytestmark = pytest.mark.e2e
+
+KEYS = {"streams", "errors", "dropped_tokens", "duplicated_tokens", "delivered_over_generated",
+        "ttft_overhead_p50_ms", "ttft_p95_ms", "itl_p99_ms"}
+
+
+@pytest.fixture(scope="module")
+def live_server_url(demo_model, tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("load")
+    with scratch_database(tmp_path) as database_url:
+        env = server_env(database_url, TEST_MODEL_DIR)
+        manage(env, "migrate", "--noinput")
+        manage(env, "make_demo_model")
+        with daphne(env, tmp_path / "daphne.log") as base_url:
+            yield base_url
+
+
+def load(base_url: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "bench/load.py", "--url", base_url, "--json", *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )
+
+
+def test_it_streams_over_sse_and_websocket_without_losing_a_token(live_server_url):
+    done = load(live_server_url, "--streams", "6", "--per-user", "3", "--max-tokens", "8",
+                "--warmup", "1")
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert KEYS <= set(result)
+    assert result["streams"] == 6 and result["sse_streams"] == result["ws_streams"] == 3
+    assert result["errors"] == result["dropped_tokens"] == result["duplicated_tokens"] == 0
+    assert 0 < result["delivered_over_generated"] <= 1.05
+    assert result["ttft_overhead_p50_ms"] is not None
+
+
+def test_it_counts_dropped_and_duplicated_tokens_from_their_indexes():
+    assert continuity([0, 1, 2, 3]) == (0, 0)
+    assert continuity([0, 1, 3]) == (1, 0)
+    assert continuity([0, 1, 1, 2]) == (0, 1)
+    assert continuity([]) == (0, 0)
+
+
+def test_it_reports_a_stream_whose_text_differs_from_the_saved_one_as_an_error():
+    stream = Stream("ws", sent_at=1.0, arrivals=[1.1, 1.2], indexes=[0, 1], text="ab")
+    stream.end = {"usage": {"completion_tokens": 2}, "timings": {"ttft_ms": 90.0, "total_ms": 190.0}}
+    stream.saved_text = "abc"
+
+    result = report([stream], wall_s=1.0)
+
+    assert result["errors"] == 1 and result["error_kinds"] == ["text_mismatch"]
+    assert result["ttft_overhead_p50_ms"] == pytest.approx(10.0, abs=0.01)
+    assert result["delivered_over_generated"] == pytest.approx(0.95)
