@@ -8,7 +8,7 @@ import pytest
 import websockets
 
 from tests.e2e.clients import messages, open_socket, socket_url, until_end
-from tests.e2e.servers import daphne, manage, scratch_database, server_env, sign_up
+from tests.e2e.servers import local_deployment, sign_up
 from tests.settings import TEST_MODEL_DIR
 
 pytestmark = pytest.mark.e2e
@@ -16,13 +16,8 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def live_server_url(demo_model, tmp_path_factory):
-    tmp_path = tmp_path_factory.mktemp("live")
-    with scratch_database(tmp_path) as database_url:
-        env = server_env(database_url, TEST_MODEL_DIR)
-        manage(env, "migrate", "--noinput")
-        manage(env, "make_demo_model")
-        with daphne(env, tmp_path / "daphne.log") as base_url:
-            yield base_url
+    with local_deployment(tmp_path_factory.mktemp("live"), TEST_MODEL_DIR) as base_url:
+        yield base_url
 
 
 def test_it_streams_an_answer_that_the_read_api_then_shows_complete(live_server_url):

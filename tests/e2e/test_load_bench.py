@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from bench.load import Stream, continuity, report
-from tests.e2e.servers import ROOT, daphne, manage, scratch_database, server_env
+from tests.e2e.servers import ROOT, local_deployment
 from tests.settings import TEST_MODEL_DIR
 
 pytestmark = pytest.mark.e2e
@@ -18,13 +18,8 @@ KEYS = {"streams", "errors", "dropped_tokens", "duplicated_tokens", "delivered_o
 
 @pytest.fixture(scope="module")
 def live_server_url(demo_model, tmp_path_factory):
-    tmp_path = tmp_path_factory.mktemp("load")
-    with scratch_database(tmp_path) as database_url:
-        env = server_env(database_url, TEST_MODEL_DIR)
-        manage(env, "migrate", "--noinput")
-        manage(env, "make_demo_model")
-        with daphne(env, tmp_path / "daphne.log") as base_url:
-            yield base_url
+    with local_deployment(tmp_path_factory.mktemp("load"), TEST_MODEL_DIR) as base_url:
+        yield base_url
 
 
 def load(base_url: str, *args: str) -> subprocess.CompletedProcess:
