@@ -69,14 +69,22 @@ async def key_user(request):
     return user
 
 
-def parse_body(request, model: type[BaseModel]):
-    """The JSON body as `model`, or a ChatError("bad_request") naming the first problem."""
+def json_object(request, *, empty: dict | None = None) -> dict:
+    """The request body as a JSON object (`empty` for no body), or a ChatError("bad_request")."""
+    if not request.body and empty is not None:
+        return empty
     try:
         data = json.loads(request.body or b"null")
     except ValueError:
         raise ChatError("bad_request", "The request body is not valid JSON.") from None
     if not isinstance(data, dict):
         raise ChatError("bad_request", "The request body must be a JSON object.")
+    return data
+
+
+def parse_body(request, model: type[BaseModel]):
+    """The JSON body as `model`, or a ChatError("bad_request") naming the first problem."""
+    data = json_object(request)
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -18,11 +18,7 @@ _engine: Engine | None = None
 
 def local_engine() -> Engine:
     """The process's engine, loading the base model on first use (blocking: call off-loop)."""
-    global _engine
-    with _lock:
-        if _engine is None:
-            _engine = _load()
-        return _engine
+    return _once(_load)
 
 
 def process_engine() -> Engine:
@@ -32,10 +28,15 @@ def process_engine() -> Engine:
 
 def lorax_engine() -> Engine:
     """A client of the LoRAX server at LORAX_URL; it needs the base model's tokenizer only."""
+    return _once(_lorax)
+
+
+def _once(make) -> Engine:
+    """One engine per process, whichever kind the mode asked for first."""
     global _engine
     with _lock:
         if _engine is None:
-            _engine = _lorax()
+            _engine = make()
         return _engine
 
 

@@ -5,7 +5,6 @@ session and a CSRF token (header `X-CSRFToken`), a JSON body, and answer JSON: t
 conversation on success, `{"error": {"code", "message"}}` with a 4xx status otherwise.
 """
 
-import json
 
 from django.conf import settings
 from django.http import Http404, JsonResponse
@@ -14,6 +13,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from chatsite.adapters.selectors import adapters_usable_by
 from chatsite.chat import selectors, services
+from chatsite.chat.api_common import json_object
 from chatsite.chat.errors import ChatError
 
 SIDEBAR_LIMIT = 200
@@ -52,7 +52,7 @@ def json_action(view):
 
     def wrapper(request, **kwargs):
         try:
-            body = _json_body(request) if request.method == "POST" else {}
+            body = json_object(request, empty={}) if request.method == "POST" else {}
             return JsonResponse(view(request, body, **kwargs))
         except ChatError as err:
             status = STATUS_FOR_CODE.get(err.code, 400)
@@ -60,16 +60,6 @@ def json_action(view):
 
     wrapper.__name__ = view.__name__
     return wrapper
-
-
-def _json_body(request) -> dict:
-    try:
-        body = json.loads(request.body or b"{}")
-    except ValueError:
-        raise ChatError("bad_request", "Send a JSON object.") from None
-    if not isinstance(body, dict):
-        raise ChatError("bad_request", "Send a JSON object.")
-    return body
 
 
 def _text_field(body: dict, name: str) -> str:
