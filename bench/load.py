@@ -2,13 +2,20 @@
 
     python bench/load.py --url http://127.0.0.1:8000 --streams 200 --json
 
-It signs up its own users through the sign-up form (one per `--per-user` streams, as a person
+`--streams N` chat loops run at once, as N browser tabs would: each sends a message, follows
+its answer to the end, waits a moment (`--think`) and sends the next, `--answers` times. They
+start spread over `--ramp` seconds, so about N answers stream at any moment once all have
+started (the report gives the peak it saw); `--ramp 0 --answers 1` is a thundering herd
+instead, every message sent in the same instant.
+
+It signs up its own users through the sign-up form (one per `--per-user` loops, as a person
 would: the APIs cap live answers per user at API_MAX_CONCURRENT, 4 by default) and uses their
-sessions. Every stream starts a conversation with a random usable adapter (or the base model)
-and follows the answer: half over `/api/v1/messages/<id>/stream` (SSE), half over `/ws/chat/`.
-For each it measures, on the client: time to first token from sending the message, the gaps
-between tokens, the token `index` continuity (dropped and duplicated tokens), and whether the
-streamed text equals the text the read API saved. `--json` prints one JSON object last.
+sessions. Every answer starts a conversation with a random usable adapter (or the base model);
+half of the loops follow theirs over `/api/v1/messages/<id>/stream` (SSE), half over
+`/ws/chat/`. For each answer it measures, on the client: time to first token from sending the
+message, the gaps between tokens, the token `index` continuity (dropped and duplicated tokens),
+and whether the streamed text equals the text the read API saved. `--json` prints one JSON
+object last.
 
 Works against local and celery modes alike (it only speaks the public protocols).
 docs/BENCHMARKS.md, "Streaming under load", has results and the commands that made them.
@@ -42,6 +49,7 @@ PROMPTS = [
 class Stream:
     transport: str
     sent_at: float = 0.0
+    ended_at: float = 0.0
     arrivals: list[float] = field(default_factory=list)
     indexes: list[int] = field(default_factory=list)
     text: str = ""
@@ -170,7 +178,20 @@ async def one(session, base_url, transport, adapter, params, timeout) -> Stream:
             stream.saved_text = await saved_text(session, base_url, stream.message)
     except Exception as exc:  # noqa: BLE001 -- counted, not fatal: the report says what failed
         stream = Stream(transport, error=f"{type(exc).__name__}: {exc}"[:200])
+    stream.ended_at = time.perf_counter()
     return stream
+
+
+async def chat_loop(session, base_url, transport, adapters, params, args, start_after: float):
+    """One tab: `answers` messages in turn, each followed to its end, with a pause between."""
+    await asyncio.sleep(start_after)
+    streams = []
+    for turn in range(args.answers):
+        if turn:
+            await asyncio.sleep(random.uniform(0, args.think))
+        streams.append(await one(session, base_url, transport, random.choice(adapters), params,
+                                 args.timeout))
+    return streams
 
 
 # --- the report -------------------------------------------------------------------------------
@@ -186,6 +207,19 @@ def continuity(indexes: list[int]) -> tuple[int, int]:
     duplicated = len(indexes) - len(set(indexes))
     dropped = (max(indexes) + 1 - len(set(indexes))) if indexes else 0
     return dropped, duplicated
+
+
+def peak_concurrency(streams: list[Stream]) -> int:
+    """The most answers in flight at once (from sending the message to the end), client side."""
+    edges = sorted(
+        [(s.sent_at, 1) for s in streams if s.sent_at]
+        + [(s.ended_at, -1) for s in streams if s.sent_at]
+    )
+    peak = live = 0
+    for _, step in edges:
+        live += step
+        peak = max(peak, live)
+    return peak
 
 
 def report(streams: list[Stream], wall_s: float) -> dict:
@@ -215,6 +249,7 @@ def report(streams: list[Stream], wall_s: float) -> dict:
         "streams": len(streams),
         "sse_streams": sum(s.transport == "sse" for s in streams),
         "ws_streams": sum(s.transport == "ws" for s in streams),
+        "peak_concurrent_streams": peak_concurrency(streams),
         "errors": len(errors),
         "error_kinds": sorted(set(errors)),
         "dropped_tokens": dropped,
@@ -255,14 +290,14 @@ async def main(args) -> dict:
         params = {"max_tokens": args.max_tokens, "temperature": 0.8}
         for adapter in adapters[: args.warmup]:  # load the model and adapters; not counted
             await one(sessions[0], base_url, "sse", adapter, params, args.timeout)
-        jobs = []
+        loops = []
         for n in range(args.streams):
             transport = args.transport if args.transport != "both" else ("sse", "ws")[n % 2]
-            session = sessions[n // args.per_user]
-            jobs.append(one(session, base_url, transport, random.choice(adapters), params,
-                            args.timeout))
+            start_after = args.ramp * n / args.streams
+            loops.append(chat_loop(sessions[n // args.per_user], base_url, transport, adapters,
+                                   params, args, start_after))
         started = time.perf_counter()
-        streams = await asyncio.gather(*jobs)
+        streams = [stream for done in await asyncio.gather(*loops) for stream in done]
         return report(streams, time.perf_counter() - started)
     finally:
         await asyncio.gather(*(session.close() for session in sessions))
@@ -271,7 +306,13 @@ async def main(args) -> dict:
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", default="http://127.0.0.1:8000", help="the running server")
-    parser.add_argument("--streams", type=int, default=200, help="concurrent answers")
+    parser.add_argument("--streams", type=int, default=200,
+                        help="chat loops at once, each with one answer streaming at a time")
+    parser.add_argument("--answers", type=int, default=3, help="answers per loop, in turn")
+    parser.add_argument("--ramp", type=float, default=None,
+                        help="seconds over which the loops start (default streams / 20)")
+    parser.add_argument("--think", type=float, default=1.0,
+                        help="a loop pauses up to this many seconds between its answers")
     parser.add_argument("--per-user", type=int, default=4,
                         help="streams per signed-up user (keep <= API_MAX_CONCURRENT)")
     parser.add_argument("--transport", choices=("both", "sse", "ws"), default="both")
@@ -281,7 +322,10 @@ def parse_args(argv=None):
                         help="answers (one per adapter, in turn) streamed first, not counted")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.ramp is None:
+        args.ramp = args.streams / 20
+    return args
 
 
 if __name__ == "__main__":

@@ -38,6 +38,9 @@ class Environment(BaseSettings):
     ENGINE_DEVICE: str | None = None  # "cuda", "cpu"; unset picks cuda when present
     ENGINE_THREADS: int | None = Field(default=None, ge=1)
     ENGINE_WARMUP: bool = True  # load the model when the web process starts (local mode)
+    ENGINE_MAX_BATCH_SIZE: int = Field(default=32, ge=1)  # rows decoded together
+    ENGINE_MAX_BATCH_TOKENS: int = Field(default=65536, ge=1)  # prompt + new tokens, all rows
+    ENGINE_MAX_QUEUED: int = Field(default=256, ge=0)  # waiting beyond that: `overloaded`
     ADAPTER_MAX_RANK: int = Field(default=64, ge=1)  # refused above this LoRA rank
     ADAPTER_MAX_BYTES: int = Field(default=2 * 1024**3, ge=1)  # config + weights, in bytes
 

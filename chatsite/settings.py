@@ -45,6 +45,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "axes.middleware.AxesMiddleware",
+    # Last, so the whole chain runs in one thread per request; see its docstring.
+    "chatsite.middleware.OneThreadPerRequest",
 ]
 
 ROOT_URLCONF = "chatsite.urls"
@@ -201,6 +203,9 @@ ADAPTERS_DIR = ENV.ADAPTERS_DIR
 ENGINE_DEVICE = ENV.ENGINE_DEVICE
 ENGINE_THREADS = ENV.ENGINE_THREADS
 ENGINE_WARMUP = ENV.ENGINE_WARMUP
+ENGINE_MAX_BATCH_SIZE = ENV.ENGINE_MAX_BATCH_SIZE
+ENGINE_MAX_BATCH_TOKENS = ENV.ENGINE_MAX_BATCH_TOKENS
+ENGINE_MAX_QUEUED = ENV.ENGINE_MAX_QUEUED
 ADAPTER_MAX_RANK = ENV.ADAPTER_MAX_RANK
 ADAPTER_MAX_BYTES = ENV.ADAPTER_MAX_BYTES
 REDIS_URL = ENV.REDIS_URL

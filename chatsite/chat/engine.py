@@ -79,6 +79,9 @@ def _load() -> Engine:
             settings.BASE_MODEL,
             device=settings.ENGINE_DEVICE,
             adapter_max_rank=settings.ADAPTER_MAX_RANK,
+            max_batch_size=settings.ENGINE_MAX_BATCH_SIZE,
+            max_batch_tokens=settings.ENGINE_MAX_BATCH_TOKENS,
+            max_queued=settings.ENGINE_MAX_QUEUED,
         )
     except Exception as exc:  # a missing or broken model must reach the user as a sentence
         log.exception("could not load BASE_MODEL=%s", settings.BASE_MODEL)

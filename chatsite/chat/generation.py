@@ -15,7 +15,7 @@ import logging
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from chatsite.chat import envelopes, metrics, services
+from chatsite.chat import checkpoints, envelopes, metrics, services
 from chatsite.chat.engine import process_engine
 from chatsite.chat.errors import ChatError
 from chatsite.chat.models import Message
@@ -23,7 +23,6 @@ from inference.types import Engine, Event, Failed, Finished, Started, TextDelta
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_EVERY_S = 0.5
 # A finished run's log stays readable this long, so a client that reconnects right after the
 # end still replays it exactly; later the saved message stands in for it.
 KEEP_FINISHED_S = 60.0
@@ -109,7 +108,7 @@ class GenerationRun:
 
     def start(self, engine: Engine) -> None:
         self.engine = engine
-        self._spawn(self._checkpoint_loop())
+        checkpoints.watch(self)
         engine.submit(self.request, self._from_engine_thread)
 
     def refuse(self, err: ChatError) -> None:
@@ -169,6 +168,7 @@ class GenerationRun:
             log.warning("unexpected engine event %r", event)
 
     async def _finish(self, finished: Finished) -> None:
+        checkpoints.forget(self)
         await database_sync_to_async(services.generation_finish)(
             message_id=self.message_id,
             content=self.text,
@@ -190,21 +190,20 @@ class GenerationRun:
         if cause:
             self._cancel(cause)
 
-    async def _checkpoint_loop(self) -> None:
-        while not self.done:
-            await asyncio.sleep(CHECKPOINT_EVERY_S)
-            self._enforce_caps()
-            await self._checkpoint()
+    # Called by `checkpoints`, every `checkpoints.EVERY_S` while the run is live.
+    def tick(self) -> None:
+        self._enforce_caps()
 
-    async def _checkpoint(self) -> None:
+    def checkpoint_text(self) -> str | None:
         text = self.text
         if self.done or len(text) == self._saved_chars:
-            return
+            return None
         self._saved_chars = len(text)
+        return text
+
+    async def _checkpoint(self) -> None:
         # Ignored by the database once the final state is saved, so order cannot matter.
-        await database_sync_to_async(services.generation_checkpoint)(
-            message_id=self.message_id, content=text
-        )
+        await checkpoints.save_now([self])
 
     # --- plumbing -----------------------------------------------------------------------------
     def _publish(self, envelope: dict) -> None:

@@ -255,6 +255,13 @@ def generation_checkpoint(*, message_id: int, content: str) -> None:
     )
 
 
+def generation_checkpoints(texts: dict[int, str]) -> None:
+    """`generation_checkpoint` for many answers (message id: text so far), in one transaction."""
+    with transaction.atomic():
+        for message_id, content in texts.items():
+            generation_checkpoint(message_id=message_id, content=content)
+
+
 def generation_finish(
     *, message_id: int, content: str, finished: Finished, cancel_cause: str | None = None,
     error_code: str = "", error_text: str = "",

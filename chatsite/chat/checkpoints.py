@@ -1,0 +1,69 @@
+"""Checkpoints of the live answers of this web process (local and lorax modes).
+
+Every `EVERY_S` the text so far of every live run whose text grew is saved, all in one
+transaction on one database thread. One write per run and tick cost a thread hop and a commit
+each: 400 a second at 200 live answers, which on SQLite queued every other database call of the
+process behind them (docs/BENCHMARKS.md, "Streaming under load").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+from typing import Protocol
+
+from channels.db import database_sync_to_async
+
+from chatsite.chat import services
+
+log = logging.getLogger(__name__)
+
+EVERY_S = 0.5
+
+
+class Checkpointed(Protocol):
+    message_id: int
+
+    def checkpoint_text(self) -> str | None:
+        """The text to save now, or None when nothing changed since the last save."""
+
+    def tick(self) -> None:
+        """Called once per period (the stream caps that depend on time)."""
+
+
+_live: set[Checkpointed] = set()
+_task: asyncio.Task | None = None
+
+
+def watch(run: Checkpointed) -> None:
+    """Checkpoint `run` from now on, until `forget`; starts the loop when it is not running."""
+    global _task
+    _live.add(run)
+    if _task is None or _task.done():
+        # A fresh context: the loop outlives the request that started it.
+        _task = asyncio.get_running_loop().create_task(_loop(), context=contextvars.Context())
+
+
+def forget(run: Checkpointed) -> None:
+    _live.discard(run)
+
+
+async def _loop() -> None:
+    while _live:
+        await asyncio.sleep(EVERY_S)
+        await save_now(list(_live))
+
+
+async def save_now(runs) -> None:
+    texts = {}
+    for run in runs:
+        run.tick()
+        text = run.checkpoint_text()
+        if text is not None:
+            texts[run.message_id] = text
+    if texts:
+        try:
+            await database_sync_to_async(services.generation_checkpoints)(texts)
+        except Exception:  # the next tick tries again with the newer text; the final save decides
+            log.exception("could not checkpoint %d answers", len(texts))
