@@ -79,6 +79,7 @@ def _load() -> Engine:
             settings.BASE_MODEL,
             device=settings.ENGINE_DEVICE,
             adapter_max_rank=settings.ADAPTER_MAX_RANK,
+            max_adapters=settings.ADAPTER_CACHE_SLOTS,
         )
     except Exception as exc:  # a missing or broken model must reach the user as a sentence
         log.exception("could not load BASE_MODEL=%s", settings.BASE_MODEL)

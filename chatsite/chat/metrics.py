@@ -60,6 +60,12 @@ TOKENS = Counter(
 ERRORS = Counter(
     "patchbay_errors", "Generations that ended in an error, by code.", (*LABELS, "code")
 )
+ROUTES = Counter(
+    "patchbay_routing_decisions",
+    "Celery-mode tasks by where the web tier sent them: affinity (a worker holding the "
+    "adapter), least_busy, or shared (the `gpu` queue).",
+    (*LABELS, "outcome"),
+)
 
 
 def mode() -> str:
@@ -68,6 +74,10 @@ def mode() -> str:
 
 def count_request() -> None:
     REQUESTS.labels(mode(), PROCESS_NAME).inc()
+
+
+def count_route(outcome: str) -> None:
+    ROUTES.labels(mode(), PROCESS_NAME, outcome).inc()
 
 
 class GenerationMetrics:
