@@ -137,9 +137,11 @@ def write_state(pipe, *, worker: str, adapters: list[str], live: int, capacity: 
     pipe.hset(tokenlog.WORKERS_KEY, worker, json.dumps(state))
 
 
-def task_taken(redis, worker: str) -> None:
-    """A task sent to this worker's own queue has started: it counts in `live` from now on."""
-    redis.hincrby(tokenlog.ROUTED_KEY, worker, -1)
+def tasks_taken(pipe, worker: str, count: int) -> None:
+    """With the record that counts them in `live`: tasks from this worker's own queue that
+    started since its last heartbeat no longer wait."""
+    if count:
+        pipe.hincrby(tokenlog.ROUTED_KEY, worker, -count)
 
 
 def forget_dead(redis, now: float | None = None) -> list[str]:

@@ -41,7 +41,14 @@ WORKER_NAME = metrics.PROCESS_NAME
 _live: dict[int, WorkerGeneration] = {}
 _started = threading.Lock()
 _threads_running = False
-_capacity: int | None = None  # pool threads, as the routing record reports them
+# For the routing record (task_routing.py), guarded by _counts: tasks in `generate` now, and
+# tasks from this worker's own queue started since the last heartbeat. The heartbeat moves the
+# latter from the web tier's routed count to `live` in one transaction, so a task is never
+# counted twice nor missed in between.
+_counts = threading.Lock()
+_running = 0
+_taken_since_beat = 0
+_capacity: int | None = None  # pool threads
 
 
 def generate(
@@ -52,10 +59,20 @@ def generate(
     `grace_s` comes from the web tier that took the request: the disconnect policy is the web
     tier's setting, the worker only applies it. `routed_to` names the worker whose own queue
     the task was sent to (None: the shared queue)."""
+    global _running, _taken_since_beat
+    with _counts:
+        _running += 1
+        _taken_since_beat += routed_to == WORKER_NAME
+    try:
+        _generate(message_id, params, kind, grace_s)
+    finally:
+        with _counts:
+            _running -= 1
+
+
+def _generate(message_id: int, params: dict, kind: str, grace_s: float) -> None:
     _ensure_process_threads()
     redis = tokenlog.sync_client()
-    if routed_to == WORKER_NAME:
-        task_routing.task_taken(redis, WORKER_NAME)
     if not services.generation_claim(message_id=message_id, worker=WORKER_NAME):
         log.info("message %s was claimed or ended already; not generating it again", message_id)
         return
@@ -235,19 +252,31 @@ def set_capacity(threads: int) -> None:
 
 def _heartbeat() -> None:
     redis = tokenlog.sync_client()
-    ttl_ms = int(settings.WORKER_LOST_AFTER_S * 1000)
     while True:
-        pipe = redis.pipeline()
-        pipe.set(tokenlog.heartbeat_key(WORKER_NAME), "alive", px=ttl_ms)
-        task_routing.write_state(
-            pipe, worker=WORKER_NAME, adapters=_resident_adapters(), live=len(_live),
-            capacity=_capacity,
-        )
         try:
-            pipe.execute()
+            _beat(redis)
         except RedisError:  # a blip must not end the thread: the next beat may land in time
             log.warning("heartbeat not written", exc_info=True)
         time.sleep(settings.WORKER_HEARTBEAT_S)
+
+
+def _beat(redis) -> None:
+    global _taken_since_beat
+    with _counts:
+        live, taken = _running, _taken_since_beat
+        _taken_since_beat = 0
+    pipe = redis.pipeline()  # MULTI: the record and the routed count change together
+    pipe.set(tokenlog.heartbeat_key(WORKER_NAME), "alive", px=int(settings.WORKER_LOST_AFTER_S * 1000))
+    task_routing.write_state(
+        pipe, worker=WORKER_NAME, adapters=_resident_adapters(), live=live, capacity=_capacity
+    )
+    task_routing.tasks_taken(pipe, WORKER_NAME, taken)
+    try:
+        pipe.execute()
+    except RedisError:
+        with _counts:
+            _taken_since_beat += taken
+        raise
 
 
 def _resident_adapters() -> list[str]:
