@@ -7,7 +7,8 @@ reads that hash in one round trip, with `patchbay:workers:routed` (the tasks it 
 worker's own queue that the worker has not started yet), and picks a queue:
 
 1. the least busy worker with room that holds the adapter (a cache hit; `affinity`);
-2. else the least busy worker with room (`least_busy`; always so for the base model);
+2. else the least busy worker with room (`least_busy`; always so for the base model), the one
+   holding fewer adapters on a tie;
 3. else `gpu`, where whichever worker frees a thread first takes it (`shared`): with no record
    (no worker has written one yet) or every worker full, waiting for one worker would cost more
    than an adapter load.
@@ -75,7 +76,9 @@ def choose(workers: list[WorkerState], adapter: str | None) -> Route:
 
 
 def _least_busy(workers: list[WorkerState]) -> WorkerState:
-    return min(workers, key=lambda worker: (worker.load, worker.name))  # ties: a stable order
+    # Ties go to the worker holding fewer adapters, so that adapters asked for one after another
+    # spread over the workers' caches instead of crowding one; then to a stable order.
+    return min(workers, key=lambda worker: (worker.load, len(worker.adapters), worker.name))
 
 
 def _to(worker: WorkerState, outcome: str) -> Route:

@@ -35,7 +35,13 @@ def test_it_sends_the_base_model_to_the_least_busy_worker_as_every_worker_has_it
     assert choose(workers, None) == Route("gpu.a", "a", "least_busy")
 
 
-def test_it_breaks_ties_by_name_so_the_choice_is_stable():
+def test_it_breaks_ties_by_fewer_adapters_held_so_adapters_spread_over_the_caches():
+    workers = [worker("a", "chef", "poet"), worker("b", "terse")]
+
+    assert choose(workers, "pirate").worker == "b"
+
+
+def test_it_breaks_remaining_ties_by_name_so_the_choice_is_stable():
     workers = [worker("b", "chef"), worker("a", "chef")]
 
     assert choose(workers, "chef").worker == "a"

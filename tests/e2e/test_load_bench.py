@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from bench.load import Stream, continuity, report
+from bench.load import Stream, cache_report, continuity, counters, report
 from tests.e2e.servers import ROOT, local_deployment
 from tests.settings import TEST_MODEL_DIR
 
@@ -59,3 +59,21 @@ def test_it_reports_a_stream_whose_text_differs_from_the_saved_one_as_an_error()
     assert result["errors"] == 1 and result["error_kinds"] == ["text_mismatch"]
     assert result["ttft_overhead_p50_ms"] == pytest.approx(10.0, abs=0.01)
     assert result["delivered_over_generated"] == pytest.approx(0.95)
+
+
+def test_it_reports_the_adapter_cache_hit_rate_summed_over_processes_from_before_and_after():
+    worker_a = 'patchbay_adapter_cache_hits_total{mode="celery",worker="a"} 10.0\n' \
+               'patchbay_adapter_cache_misses_total{mode="celery",worker="a"} 2.0\n'
+    worker_b = '# HELP patchbay_adapter_cache_hits Adapter cache hits.\n' \
+               'patchbay_adapter_cache_hits_total{mode="celery",worker="b"} 4.0\n' \
+               'patchbay_adapter_cache_misses_total{mode="celery",worker="b"} 1.0\n'
+    web = 'patchbay_routing_decisions_total{mode="celery",worker="w",outcome="affinity"} 7.0\n'
+    before = counters(worker_a) + counters(worker_b)
+    after = counters(worker_a.replace("10.0", "19.0")) + counters(worker_b.replace("1.0", "3.0"))
+    after.update(counters(web))
+
+    result = cache_report(before, after)
+
+    assert result["adapter_cache_hits"] == 9 and result["adapter_cache_misses"] == 2
+    assert result["adapter_cache_hit_rate"] == pytest.approx(9 / 11, abs=1e-4)
+    assert result["routing_decisions"] == {"affinity": 7}
