@@ -17,6 +17,12 @@ message, the gaps between tokens, the token `index` continuity (dropped and dupl
 and whether the streamed text equals the text the read API saved. `--json` prints one JSON
 object last.
 
+With `--metrics-url` (once per process that runs an engine: the web's `/metrics` in local mode,
+each worker's WORKER_METRICS_PORT in celery mode, and the web's `/metrics` again for its routing
+decisions) it reads the counters before and after the measured streams and reports the adapter
+cache hit rate, hits / (hits + misses) summed over those processes, and the routing decisions.
+`--metrics-token` is sent as `Authorization: Bearer` (the web's METRICS_TOKEN).
+
 Works against local and celery modes alike (it only speaks the public protocols).
 docs/BENCHMARKS.md, "Streaming under load", has results and the commands that made them.
 """
@@ -27,9 +33,11 @@ import argparse
 import asyncio
 import json
 import random
+import re
 import sys
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -276,6 +284,53 @@ def _rate(streams: list[Stream], total_ms: float) -> float | None:
     return round(tokens / (total_ms / 1000), 1) if total_ms else None
 
 
+# --- the servers' own counters ----------------------------------------------------------------
+CACHE_COUNTERS = {
+    "patchbay_adapter_cache_hits_total": "hits",
+    "patchbay_adapter_cache_misses_total": "misses",
+}
+ROUTING_COUNTER = "patchbay_routing_decisions_total"
+
+
+async def scrape(urls: list[str], token: str | None) -> Counter:
+    """The counters this report uses, summed over every process and label set."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    sums: Counter = Counter()
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        for url in urls:
+            async with session.get(url, headers=headers) as response:
+                response.raise_for_status()
+                sums.update(counters(await response.text()))
+    return sums
+
+
+def counters(text: str) -> Counter:
+    sums: Counter = Counter()
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        sample, value = line.rsplit(" ", 1)
+        name = sample.split("{", 1)[0]
+        if name in CACHE_COUNTERS:
+            sums[CACHE_COUNTERS[name]] += float(value)
+        elif name == ROUTING_COUNTER:
+            outcome = re.search(r'outcome="([^"]*)"', sample).group(1)
+            sums[f"routing_{outcome}"] += float(value)
+    return sums
+
+
+def cache_report(before: Counter, after: Counter) -> dict:
+    delta = {key: int(after[key] - before[key]) for key in after}
+    hits, misses = delta.get("hits", 0), delta.get("misses", 0)
+    routing = {k.removeprefix("routing_"): v for k, v in sorted(delta.items()) if k.startswith("routing_")}
+    return {
+        "adapter_cache_hits": hits,
+        "adapter_cache_misses": misses,
+        "adapter_cache_hit_rate": round(hits / (hits + misses), 4) if hits + misses else None,
+        "routing_decisions": routing,
+    }
+
+
 # --- main -------------------------------------------------------------------------------------
 async def main(args) -> dict:
     random.seed(args.seed)
@@ -296,9 +351,13 @@ async def main(args) -> dict:
             start_after = args.ramp * n / args.streams
             loops.append(chat_loop(sessions[n // args.per_user], base_url, transport, adapters,
                                    params, args, start_after))
+        before = await scrape(args.metrics_url, args.metrics_token)
         started = time.perf_counter()
         streams = [stream for done in await asyncio.gather(*loops) for stream in done]
-        return report(streams, time.perf_counter() - started)
+        result = report(streams, time.perf_counter() - started)
+        if args.metrics_url:
+            result.update(cache_report(before, await scrape(args.metrics_url, args.metrics_token)))
+        return result
     finally:
         await asyncio.gather(*(session.close() for session in sessions))
 
@@ -321,6 +380,9 @@ def parse_args(argv=None):
     parser.add_argument("--warmup", type=int, default=0,
                         help="answers (one per adapter, in turn) streamed first, not counted")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--metrics-url", action="append", default=[],
+                        help="a Prometheus endpoint to read before and after (repeatable)")
+    parser.add_argument("--metrics-token", help="bearer token for --metrics-url (METRICS_TOKEN)")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
     args = parser.parse_args(argv)
     if args.ramp is None:

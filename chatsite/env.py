@@ -43,6 +43,7 @@ class Environment(BaseSettings):
     ENGINE_MAX_QUEUED: int = Field(default=256, ge=0)  # waiting beyond that: `overloaded`
     ADAPTER_MAX_RANK: int = Field(default=64, ge=1)  # refused above this LoRA rank
     ADAPTER_MAX_BYTES: int = Field(default=2 * 1024**3, ge=1)  # config + weights, in bytes
+    ADAPTER_CACHE_SLOTS: int = Field(default=32, ge=1)  # adapters one engine holds at once
 
     STREAM_RESUME_GRACE_S: float = Field(default=10.0, ge=0)
     STREAM_MAX_BYTES: int = Field(default=1_000_000, ge=1)
@@ -51,6 +52,7 @@ class Environment(BaseSettings):
     WORKER_HEARTBEAT_S: float = Field(default=1.0, gt=0)
     WORKER_LOST_AFTER_S: float = Field(default=15.0, gt=0)
     WORKER_CONCURRENCY: int = Field(default=16, ge=1)
+    ROUTING_AFFINITY: bool = True  # celery mode: send a task to a worker holding its adapter
     MAX_PROMPT_CHARS: int = Field(default=32000, ge=1)
     MAX_NEW_TOKENS: int = Field(default=1024, ge=1)
     DEFAULT_MAX_NEW_TOKENS: int = Field(default=256, ge=1)

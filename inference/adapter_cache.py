@@ -102,6 +102,11 @@ class AdapterCache:
                 self._remove(entry)
         return bool(found)
 
+    def resident(self) -> list[str]:
+        """Names of the adapters loaded now (any thread): a request for one is a hit."""
+        with self._lock:
+            return sorted(entry.ref.name for entry in self._entries.values())
+
     def stats(self) -> dict:
         with self._lock:
             entries = list(self._entries.values())

@@ -170,6 +170,10 @@ class BatchEngine:
         """Counters (hits, misses, loads, evictions, load_ms) and what is loaded now."""
         return self._adapters.stats()
 
+    def resident_adapters(self) -> list[str]:
+        """Names of the adapters loaded now; never waits (a worker's heartbeat reads it)."""
+        return self._adapters.resident()
+
     def preload(self, ref: AdapterRef, pin: bool = True) -> None:
         """Load an adapter before anyone asks for it; pinned ones are never evicted for room."""
         self._call(lambda: self._adapters.preload(ref, pin=pin))

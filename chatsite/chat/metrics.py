@@ -60,6 +60,12 @@ TOKENS = Counter(
 ERRORS = Counter(
     "patchbay_errors", "Generations that ended in an error, by code.", (*LABELS, "code")
 )
+ROUTES = Counter(
+    "patchbay_routing_decisions",
+    "Celery-mode tasks by where the web tier sent them: affinity (a worker holding the "
+    "adapter), least_busy, or shared (the `gpu` queue).",
+    (*LABELS, "outcome"),
+)
 
 
 def mode() -> str:
@@ -68,6 +74,10 @@ def mode() -> str:
 
 def count_request() -> None:
     REQUESTS.labels(mode(), PROCESS_NAME).inc()
+
+
+def count_route(outcome: str) -> None:
+    ROUTES.labels(mode(), PROCESS_NAME, outcome).inc()
 
 
 class GenerationMetrics:
@@ -106,7 +116,8 @@ class GenerationMetrics:
 # --- read at scrape time ------------------------------------------------------------------------
 class _EngineCollector:
     """The adapter cache of this process's engine, if it has loaded one (a scrape never loads
-    the model), and in celery mode the depth of the broker's `gpu` queue."""
+    the model), and in celery mode the tasks waiting in the broker: the shared `gpu` queue and
+    the own queues of the workers in the routing registry."""
 
     def collect(self):
         labels = [mode(), PROCESS_NAME]
@@ -129,7 +140,7 @@ class _EngineCollector:
         if depth is not None:
             family = GaugeMetricFamily(
                 "patchbay_queue_depth",
-                "Tasks waiting in the broker for a GPU worker.",
+                "Tasks waiting in the broker for a GPU worker (the shared and the workers' own queues).",
                 labels=("mode",),
             )
             family.add_metric([mode()], float(depth))
@@ -153,10 +164,17 @@ def _cache_stats() -> dict | None:
 def _queue_depth() -> int | None:
     if mode() != "celery" or not settings.REDIS_URL:
         return None
-    from chatsite.chat import tokenlog
+    from chatsite.chat import task_routing, tokenlog
 
-    try:  # Celery's Redis transport keeps each queue as one list
-        return tokenlog.sync_client().llen("gpu")
+    try:  # Celery's Redis transport keeps each queue as one list: `gpu` and each worker's own
+        redis = tokenlog.sync_client()
+        queues = [task_routing.SHARED_QUEUE] + [
+            task_routing.worker_queue(name.decode()) for name in redis.hkeys(tokenlog.WORKERS_KEY)
+        ]
+        pipe = redis.pipeline(transaction=False)
+        for queue in queues:
+            pipe.llen(queue)
+        return sum(pipe.execute())
     except Exception:
         log.warning("queue depth unavailable", exc_info=True)
         return None

@@ -16,7 +16,7 @@ import uuid
 from django.conf import settings
 from redis.exceptions import RedisError
 
-from chatsite.chat import envelopes, services, tokenlog
+from chatsite.chat import envelopes, services, task_routing, tokenlog
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,7 @@ async def remote_run(exchange: services.Exchange) -> "RemoteRun":
     from chatsite.chat.tasks import generate
 
     answer = exchange.assistant_message
+    adapter = answer.adapter.slug if answer.adapter else None
     run = RemoteRun(answer.pk)
     redis = tokenlog.async_client()
     key = tokenlog.stream_key(answer.pk)
@@ -37,7 +38,7 @@ async def remote_run(exchange: services.Exchange) -> "RemoteRun":
         envelopes.start(
             message=answer.pk,
             conversation=exchange.conversation.pk,
-            adapter=answer.adapter.slug if answer.adapter else None,
+            adapter=adapter,
             parent=answer.parent_id,
         )
     ]
@@ -46,14 +47,18 @@ async def remote_run(exchange: services.Exchange) -> "RemoteRun":
     # The starting client counts as a watcher until its subscription takes over, so a worker
     # that starts first does not see an unwatched answer and cancel it.
     await run.lease(run.launch_watcher)
+    chosen = await task_routing.route(redis, adapter)
     pipe = redis.pipeline()
     pipe.delete(key, tokenlog.stop_key(answer.pk))  # a continued answer's earlier log
     for seq, envelope in enumerate(log):
         pipe.xadd(key, {"e": _json(envelope)}, id=tokenlog.entry_id(seq))
+    task_routing.record(pipe, answer.pk, chosen)
     await pipe.execute()
     params = dataclasses.asdict(exchange.request.params)
-    await sync_to_async(generate.delay)(
-        answer.pk, params, exchange.kind, settings.STREAM_RESUME_GRACE_S
+    await sync_to_async(generate.apply_async)(
+        (answer.pk, params, exchange.kind, settings.STREAM_RESUME_GRACE_S),
+        {"routed_to": chosen.worker},
+        queue=chosen.queue,
     )
     return run
 

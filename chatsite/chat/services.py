@@ -323,10 +323,13 @@ def cap_reached(*, text_bytes: int, elapsed_s: float) -> str | None:
     return None
 
 
-def generation_worker_lost(*, message_id: int, message: str) -> bool:
-    """End an answer whose worker went silent, keeping its last checkpoint."""
+def generation_worker_lost(
+    *, message_id: int, message: str, statuses: tuple[str, ...] = Message.LIVE_STATUSES
+) -> bool:
+    """End an answer whose worker went silent, keeping its last checkpoint; only while its
+    status is one of `statuses`."""
     return bool(
-        Message.objects.filter(pk=message_id, status__in=Message.LIVE_STATUSES).update(
+        Message.objects.filter(pk=message_id, status__in=statuses).update(
             status=Message.Status.ERROR,
             finish_reason="error",
             error_code="worker_lost",

@@ -1,14 +1,24 @@
 """Celery tasks: thin interfaces that take ids and call the worker side."""
 
 from celery import shared_task
-from celery.signals import worker_ready
+from celery.signals import celeryd_after_setup, worker_ready
 
-from chatsite.chat import worker
+from chatsite.chat import task_routing, worker
 
 
 @shared_task(name="chatsite.chat.tasks.generate", acks_late=False, ignore_result=True)
-def generate(message_id: int, params: dict, kind: str, grace_s: float) -> None:
-    worker.generate(message_id, params, kind, grace_s)
+def generate(
+    message_id: int, params: dict, kind: str, grace_s: float, routed_to: str | None = None
+) -> None:
+    worker.generate(message_id, params, kind, grace_s, routed_to=routed_to)
+
+
+@celeryd_after_setup.connect
+def _consume_own_queue(sender, instance, **kwargs) -> None:
+    """Besides `gpu`, this worker's own queue, where the web tier sends the tasks it should
+    take (task_routing.py); Celery's documented way to add a queue per worker."""
+    instance.app.amqp.queues.select_add(task_routing.worker_queue(worker.WORKER_NAME))
+    worker.set_capacity(instance.concurrency)
 
 
 @worker_ready.connect

@@ -12,6 +12,9 @@ Beside the stream:
 - `...:stop`, set when a user presses Stop, so a stop sent before the worker starts still counts.
 - `patchbay:control`, a pub/sub channel that wakes workers at once on stop or on a client leaving.
 - `patchbay:worker:<name>`, each worker's heartbeat, expiring when the worker goes silent.
+- `patchbay:workers` and `patchbay:workers:routed`, the routing registry (`task_routing.py`):
+  what each live worker holds and how busy it is, and the tasks sent to its own queue that it
+  has not started yet.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from django.conf import settings
 
 PREFIX = "patchbay"
 CONTROL_CHANNEL = f"{PREFIX}:control"
+WORKERS_KEY = f"{PREFIX}:workers"
+ROUTED_KEY = f"{PREFIX}:workers:routed"
 WATCH_LEASE_S = 6.0  # a watcher renews every WATCH_LEASE_S / 3
 
 

@@ -4,8 +4,9 @@ A worker process owns one engine; each Celery task (one pool thread per concurre
 submits its request to that engine, so every task of the process shares the engine's batch. The
 task thread then drives its generation: it writes each event to the token log, checkpoints the
 text to the database every `CHECKPOINT_EVERY_S`, applies Stop, the disconnect policy and the
-stream caps, and saves the final state. Two daemon threads per process: a heartbeat, and a
-listener on the control channel that wakes the right task at once on Stop or on a client leaving.
+stream caps, and saves the final state. Two daemon threads per process: a heartbeat, which also
+writes the worker's routing record (task_routing.py), and a listener on the control channel that
+wakes the right task at once on Stop or on a client leaving.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ import threading
 import time
 
 from django.conf import settings
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
-from chatsite.chat import envelopes, metrics, services, tokenlog
-from chatsite.chat.engine import local_engine
+from chatsite.chat import envelopes, metrics, services, task_routing, tokenlog
+from chatsite.chat.engine import loaded_engine, local_engine
 from chatsite.chat.errors import ChatError
 from inference.types import (
     Engine,
@@ -40,13 +41,36 @@ WORKER_NAME = metrics.PROCESS_NAME
 _live: dict[int, WorkerGeneration] = {}
 _started = threading.Lock()
 _threads_running = False
+# For the routing record (task_routing.py), guarded by _counts: tasks in `generate` now, and
+# tasks from this worker's own queue started since the last heartbeat. The heartbeat moves the
+# latter from the web tier's routed count to `live` in one transaction, so a task is never
+# counted twice nor missed in between.
+_counts = threading.Lock()
+_running = 0
+_taken_since_beat = 0
+_capacity: int | None = None  # pool threads
 
 
-def generate(message_id: int, params: dict, kind: str, grace_s: float) -> None:
+def generate(
+    message_id: int, params: dict, kind: str, grace_s: float, routed_to: str | None = None
+) -> None:
     """Run one generation to its end in this thread (called by the Celery task).
 
     `grace_s` comes from the web tier that took the request: the disconnect policy is the web
-    tier's setting, the worker only applies it."""
+    tier's setting, the worker only applies it. `routed_to` names the worker whose own queue
+    the task was sent to (None: the shared queue)."""
+    global _running, _taken_since_beat
+    with _counts:
+        _running += 1
+        _taken_since_beat += routed_to == WORKER_NAME
+    try:
+        _generate(message_id, params, kind, grace_s)
+    finally:
+        with _counts:
+            _running -= 1
+
+
+def _generate(message_id: int, params: dict, kind: str, grace_s: float) -> None:
     _ensure_process_threads()
     redis = tokenlog.sync_client()
     if not services.generation_claim(message_id=message_id, worker=WORKER_NAME):
@@ -221,12 +245,44 @@ def _ensure_process_threads() -> None:
                 threading.Thread(target=target, name=target.__name__, daemon=True).start()
 
 
+def set_capacity(threads: int) -> None:
+    global _capacity
+    _capacity = threads
+
+
 def _heartbeat() -> None:
     redis = tokenlog.sync_client()
-    ttl_ms = int(settings.WORKER_LOST_AFTER_S * 1000)
     while True:
-        redis.set(tokenlog.heartbeat_key(WORKER_NAME), "alive", px=ttl_ms)
+        try:
+            _beat(redis)
+        except RedisError:  # a blip must not end the thread: the next beat may land in time
+            log.warning("heartbeat not written", exc_info=True)
         time.sleep(settings.WORKER_HEARTBEAT_S)
+
+
+def _beat(redis) -> None:
+    global _taken_since_beat
+    with _counts:
+        live, taken = _running, _taken_since_beat
+        _taken_since_beat = 0
+    pipe = redis.pipeline()  # MULTI: the record and the routed count change together
+    pipe.set(tokenlog.heartbeat_key(WORKER_NAME), "alive", px=int(settings.WORKER_LOST_AFTER_S * 1000))
+    task_routing.write_state(
+        pipe, worker=WORKER_NAME, adapters=_resident_adapters(), live=live, capacity=_capacity
+    )
+    task_routing.tasks_taken(pipe, WORKER_NAME, taken)
+    try:
+        pipe.execute()
+    except RedisError:
+        with _counts:
+            _taken_since_beat += taken
+        raise
+
+
+def _resident_adapters() -> list[str]:
+    """What this worker's engine holds now; never loads the engine."""
+    resident = getattr(loaded_engine(), "resident_adapters", None)
+    return resident() if resident else []
 
 
 def _listen_for_control() -> None:

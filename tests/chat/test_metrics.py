@@ -126,13 +126,16 @@ def test_it_reports_the_celery_queue_depth_from_the_broker(settings, monkeypatch
     url = "redis://127.0.0.1:6379/12"
     require_service("Redis", url)
     broker = redis.Redis.from_url(url)
-    broker.delete("gpu")
+    queues = ("gpu", "gpu.w1", tokenlog.WORKERS_KEY)
+    broker.delete(*queues)
     broker.rpush("gpu", "task-1", "task-2", "task-3")
+    broker.hset(tokenlog.WORKERS_KEY, "w1", "{}")  # a worker with two tasks on its own queue
+    broker.rpush("gpu.w1", "task-4", "task-5")
     settings.INFERENCE_MODE, settings.REDIS_URL = "celery", url
     monkeypatch.setattr(tokenlog, "_sync_client", None)  # a client for this URL
     try:
         depth = REGISTRY.get_sample_value("patchbay_queue_depth", {"mode": "celery"})
     finally:
-        broker.delete("gpu")
+        broker.delete(*queues)
 
-    assert depth == 3
+    assert depth == 5

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from bench.load import Stream, continuity, report
+from bench.load import Stream, cache_report, continuity, counters, peak_concurrency, report
 from tests.e2e.servers import ROOT, local_deployment
 from tests.settings import TEST_MODEL_DIR
 
@@ -31,12 +31,13 @@ def load(base_url: str, *args: str) -> subprocess.CompletedProcess:
 
 def test_it_streams_over_sse_and_websocket_without_losing_a_token(live_server_url):
     done = load(live_server_url, "--streams", "6", "--per-user", "3", "--max-tokens", "8",
-                "--warmup", "1")
+                "--warmup", "1", "--answers", "2", "--ramp", "0.5", "--think", "0.2")
 
     assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert KEYS <= set(result)
-    assert result["streams"] == 6 and result["sse_streams"] == result["ws_streams"] == 3
+    assert result["streams"] == 12 and result["sse_streams"] == result["ws_streams"] == 6
+    assert 1 <= result["peak_concurrent_streams"] <= 6
     assert result["errors"] == result["dropped_tokens"] == result["duplicated_tokens"] == 0
     assert 0 < result["delivered_over_generated"] <= 1.05
     assert result["ttft_overhead_p50_ms"] is not None
@@ -49,6 +50,13 @@ def test_it_counts_dropped_and_duplicated_tokens_from_their_indexes():
     assert continuity([]) == (0, 0)
 
 
+def test_it_counts_the_most_answers_in_flight_at_once_from_send_to_end():
+    streams = [Stream("ws", sent_at=0.0, ended_at=2.0), Stream("sse", sent_at=1.0, ended_at=3.0),
+               Stream("ws", sent_at=2.5, ended_at=4.0), Stream("ws", sent_at=5.0, ended_at=6.0)]
+
+    assert peak_concurrency(streams) == 2
+
+
 def test_it_reports_a_stream_whose_text_differs_from_the_saved_one_as_an_error():
     stream = Stream("ws", sent_at=1.0, arrivals=[1.1, 1.2], indexes=[0, 1], text="ab")
     stream.end = {"usage": {"completion_tokens": 2}, "timings": {"ttft_ms": 90.0, "total_ms": 190.0}}
@@ -59,3 +67,21 @@ def test_it_reports_a_stream_whose_text_differs_from_the_saved_one_as_an_error()
     assert result["errors"] == 1 and result["error_kinds"] == ["text_mismatch"]
     assert result["ttft_overhead_p50_ms"] == pytest.approx(10.0, abs=0.01)
     assert result["delivered_over_generated"] == pytest.approx(0.95)
+
+
+def test_it_reports_the_adapter_cache_hit_rate_summed_over_processes_from_before_and_after():
+    worker_a = 'patchbay_adapter_cache_hits_total{mode="celery",worker="a"} 10.0\n' \
+               'patchbay_adapter_cache_misses_total{mode="celery",worker="a"} 2.0\n'
+    worker_b = '# HELP patchbay_adapter_cache_hits Adapter cache hits.\n' \
+               'patchbay_adapter_cache_hits_total{mode="celery",worker="b"} 4.0\n' \
+               'patchbay_adapter_cache_misses_total{mode="celery",worker="b"} 1.0\n'
+    web = 'patchbay_routing_decisions_total{mode="celery",worker="w",outcome="affinity"} 7.0\n'
+    before = counters(worker_a) + counters(worker_b)
+    after = counters(worker_a.replace("10.0", "19.0")) + counters(worker_b.replace("1.0", "3.0"))
+    after.update(counters(web))
+
+    result = cache_report(before, after)
+
+    assert result["adapter_cache_hits"] == 9 and result["adapter_cache_misses"] == 2
+    assert result["adapter_cache_hit_rate"] == pytest.approx(9 / 11, abs=1e-4)
+    assert result["routing_decisions"] == {"affinity": 7}

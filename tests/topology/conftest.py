@@ -1,7 +1,9 @@
 """The production topology for real: PostgreSQL, Redis, a Celery worker, a reaper, Daphne."""
 
+import socket
 import time
 import uuid
+from contextlib import contextmanager
 
 import pytest
 import redis
@@ -28,53 +30,73 @@ class Stack:
         self.env = env
         self.tmp_path = tmp_path
         self.redis = redis.Redis.from_url(env["REDIS_URL"])
-        self.worker = self._worker()
+        self.workers: list[Server] = []
         self.reaper = Server(["manage.py", "reaper"], env, tmp_path / "reaper.log")
         self.base_url = ""
 
-    def _worker(self) -> Server:
+    @property
+    def worker(self) -> Server:
+        """The worker started last."""
+        return self.workers[-1]
+
+    def start_worker(self) -> Server:
         name = f"test-{uuid.uuid4().hex[:8]}@%h"
         args = ["-m", "celery", "-A", "chatsite", "worker", "-Q", "gpu", "--pool", "threads",
                 "--concurrency", "16", "--prefetch-multiplier", "1", "-n", name,
                 "--without-gossip", "--without-mingle", "--loglevel", "INFO"]
-        return Server(args, self.env, self.tmp_path / "worker.log")
+        worker = Server(args, self.env, self.tmp_path / f"worker-{len(self.workers)}.log")
+        self.workers.append(worker.start())
+        self.wait_for_worker(worker)
+        return worker
 
-    def start_worker(self) -> None:
-        self.worker = self._worker()
-        self.worker.start()
-        self.wait_for_worker()
-
-    def wait_for_worker(self, within: float = 90) -> None:
+    def wait_for_worker(self, worker: Server, within: float = 90) -> None:
+        """Until the worker's routing record is in Redis: it consumes its queues and beats."""
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
-            if any(self.redis.scan_iter("patchbay:worker:*")):
+            if self.redis.hexists("patchbay:workers", routing_name(worker)):
                 return
-            if self.worker.process.poll() is not None:
-                raise RuntimeError(f"worker exited:\n{self.worker.log()}")
+            if worker.process.poll() is not None:
+                raise RuntimeError(f"worker exited:\n{worker.log()}")
             time.sleep(0.2)
-        raise RuntimeError(f"worker never became ready:\n{self.worker.log()}")
+        raise RuntimeError(f"worker never became ready:\n{worker.log()}")
+
+    def stop_workers(self) -> None:
+        for worker in self.workers:
+            worker.stop()
 
 
-@pytest.fixture(scope="module")
-def stack(demo_model, tmp_path_factory):
+def routing_name(worker: Server) -> str:
+    """The name a worker process goes by in Redis and in its queue `gpu.<name>`."""
+    return f"{socket.gethostname()}:{worker.process.pid}"
+
+
+@contextmanager
+def deployment(tmp_path, *, workers: int = 1, **settings):
+    """PostgreSQL, Redis db 14, a reaper, `workers` Celery workers and Daphne, in celery mode."""
     require_service("PostgreSQL", POSTGRES_URL)
     require_service("Redis", REDIS_URL)
-    tmp_path = tmp_path_factory.mktemp("topology")
     redis.Redis.from_url(REDIS_URL).flushdb()
     with scratch_database(tmp_path, postgres=True) as database_url:
         env = server_env(
             database_url, TEST_MODEL_DIR,
             INFERENCE_MODE="celery", REDIS_URL=REDIS_URL, STREAM_RESUME_GRACE_S="10",
-            MAX_NEW_TOKENS="2000",
+            MAX_NEW_TOKENS="2000", **settings,
         )
         manage(env, "migrate", "--noinput")
         manage(env, "make_demo_model")
-        deployment = Stack(env, tmp_path)
-        with running(deployment.reaper):
-            deployment.start_worker()
+        stack = Stack(env, tmp_path)
+        with running(stack.reaper):
             try:
+                for _ in range(workers):
+                    stack.start_worker()
                 with daphne(env, tmp_path / "daphne.log") as base_url:
-                    deployment.base_url = base_url
-                    yield deployment
+                    stack.base_url = base_url
+                    yield stack
             finally:
-                deployment.worker.stop()
+                stack.stop_workers()
+
+
+@pytest.fixture(scope="module")
+def stack(demo_model, tmp_path_factory):
+    with deployment(tmp_path_factory.mktemp("topology")) as deployed:
+        yield deployed
