@@ -232,11 +232,7 @@ def peak_concurrency(streams: list[Stream]) -> int:
 
 def report(streams: list[Stream], wall_s: float) -> dict:
     ttft = [s.ttft_ms for s in streams if s.ttft_ms is not None]
-    overhead = [
-        s.ttft_ms - s.end["timings"]["ttft_ms"]
-        for s in streams
-        if s.ttft_ms is not None and s.end and s.end["timings"]["ttft_ms"] is not None
-    ]
+    overhead = _overheads(streams)
     gaps = [gap for s in streams for gap in s.gaps_ms]
     dropped = duplicated = mismatched = 0
     for s in streams:
@@ -273,10 +269,22 @@ def report(streams: list[Stream], wall_s: float) -> dict:
         "ttft_p95_ms": percentile(ttft, 0.95),
         "ttft_overhead_p50_ms": percentile(overhead, 0.5),
         "ttft_overhead_p95_ms": percentile(overhead, 0.95),
+        **{f"ttft_overhead_p50_ms_{transport}": percentile(_overheads(streams, transport), 0.5)
+           for transport in ("sse", "ws")},
         "itl_p50_ms": percentile(gaps, 0.5),
         "itl_p99_ms": percentile(gaps, 0.99),
         "wall_s": round(wall_s, 2),
     }
+
+
+def _overheads(streams: list[Stream], transport: str | None = None) -> list[float]:
+    """Client time to first token minus the engine's own, per answer."""
+    return [
+        s.ttft_ms - s.end["timings"]["ttft_ms"]
+        for s in streams
+        if s.ttft_ms is not None and s.end and s.end["timings"]["ttft_ms"] is not None
+        and transport in (None, s.transport)
+    ]
 
 
 def _rate(streams: list[Stream], total_ms: float) -> float | None:
