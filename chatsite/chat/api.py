@@ -13,7 +13,7 @@ from drf_spectacular.utils import (
     extend_schema,
     inline_serializer,
 )
-from rest_framework import generics, serializers, status
+from rest_framework import generics, renderers, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -142,8 +142,23 @@ class MessageDetail(APIView):
         return Response(MessageSerializer(selectors.message_of(request.user, pk)).data)
 
 
+class EventStreamRenderer(renderers.BaseRenderer):
+    """Lets `Accept: text/event-stream` (EventSource, SSE libraries) reach the stream view; the
+    stream itself is a StreamingHttpResponse. An error before it starts is one SSE event whose
+    data is the usual `{code, message}`."""
+
+    media_type = "text/event-stream"
+    format = "event-stream"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return streaming.sse_data(data) if data is not None else b""
+
+
 @api_view
 class MessageStream(APIView):
+    renderer_classes = [renderers.JSONRenderer, EventStreamRenderer]
+
     @extend_schema(
         parameters=[
             OpenApiParameter(

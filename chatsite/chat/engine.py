@@ -72,8 +72,9 @@ def _load() -> Engine:
 
     from inference.engine import BatchEngine
 
-    if settings.ENGINE_THREADS:
-        torch.set_num_threads(settings.ENGINE_THREADS)
+    threads = settings.ENGINE_THREADS or _default_threads()
+    if threads:
+        torch.set_num_threads(threads)
     try:
         engine = BatchEngine(
             settings.BASE_MODEL,
@@ -93,3 +94,24 @@ def _load() -> Engine:
         ) from exc
     log.info("engine ready: %s", settings.BASE_MODEL)
     return engine
+
+
+def _default_threads() -> int | None:
+    """In local mode on a CPU the web tier shares the machine with the engine: leave it a core.
+    With every core, torch's spinning threads delayed each request and token behind them (the
+    streaming overhead halved with one core left, docs/BENCHMARKS.md). None: torch's default."""
+    import os
+
+    cores = os.cpu_count() or 1
+    on_cpu = settings.ENGINE_DEVICE == "cpu" or (
+        settings.ENGINE_DEVICE is None and not _cuda_available()
+    )
+    if settings.INFERENCE_MODE == "local" and on_cpu and cores > 1:
+        return cores - 1
+    return None
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()

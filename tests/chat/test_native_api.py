@@ -74,6 +74,25 @@ def test_it_replays_a_finished_answer_from_the_saved_text(api, owner):
 
 
 @pytest.mark.django_db
+def test_it_streams_to_a_client_that_accepts_only_event_streams(api, owner):
+    """EventSource and most SSE libraries send `Accept: text/event-stream`."""
+    conversation = Conversation.objects.create(owner=owner)
+    answer = Message.objects.create(
+        conversation=conversation, role="assistant", content="ok", status="complete",
+        finish_reason="stop",
+    )
+
+    response = api.get(f"/api/v1/messages/{answer.pk}/stream", HTTP_ACCEPT="text/event-stream")
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/event-stream"
+    assert '"text":"ok"' in async_to_sync(joined)(response.streaming_content).decode()
+    missing = api.get("/api/v1/messages/999999/stream", HTTP_ACCEPT="text/event-stream")
+    assert missing.status_code == 404
+    assert missing.content.startswith(b'data: {"code":"not_found"')
+
+
+@pytest.mark.django_db
 def test_it_keeps_the_old_read_shapes_for_session_callers(client, owner, demo_adapters):
     client.force_login(owner)
     assert client.get("/api/v1/adapters/").json()[0].keys() == {"slug", "name", "description"}
