@@ -28,7 +28,9 @@ class Environment(BaseSettings):
     PORT: int = Field(default=8000, ge=1, le=65535)
 
     DATABASE_URL: str = f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
+    DATABASE_POOL_SIZE: int = Field(default=20, ge=1)  # PostgreSQL connections per process
     REDIS_URL: str | None = None
+    REDIS_MAX_CONNECTIONS: int = Field(default=1024, ge=1)  # per web process (celery mode)
 
     INFERENCE_MODE: Literal["local", "celery", "lorax"] = "local"
     LORAX_URL: str | None = Field(default=None, pattern=r"^https?://")  # INFERENCE_MODE=lorax

@@ -1,4 +1,6 @@
-"""Middleware of our own."""
+"""Middleware of our own: where Django and Channels run sync code, under load."""
+
+from asgiref.sync import ThreadSensitiveContext
 
 
 class OneThreadPerRequest:
@@ -21,3 +23,20 @@ class OneThreadPerRequest:
 
     def __call__(self, request):
         return self.get_response(request)
+
+
+class OwnThreadPerSocket:
+    """ASGI middleware: a socket's sync work (its session, its user, the consumer's ORM calls)
+    runs in a thread of its own, as Django does for each HTTP request.
+
+    Without it Channels runs the database calls of every socket of the process on one shared
+    thread, one after another: under a few hundred sockets, handshakes waited there past
+    Daphne's connect timeout. The thread lives as long as the socket.
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        async with ThreadSensitiveContext():
+            return await self.app(scope, receive, send)

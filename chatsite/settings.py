@@ -80,6 +80,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A pool per process (psycopg_pool, Django's own support): under ASGI every request runs in a
+    # thread of its own and a Celery worker runs a thread per generation, so connections held
+    # per thread ran PostgreSQL out of them at 200 live answers. A thread returns its
+    # connection at the end of each request or database step, and waits when all are out.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1, "max_size": ENV.DATABASE_POOL_SIZE, "timeout": 30,
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 if ENV.REDIS_URL:
@@ -203,6 +212,7 @@ ADAPTERS_DIR = ENV.ADAPTERS_DIR
 ENGINE_DEVICE = ENV.ENGINE_DEVICE
 ENGINE_THREADS = ENV.ENGINE_THREADS
 ENGINE_WARMUP = ENV.ENGINE_WARMUP
+REDIS_MAX_CONNECTIONS = ENV.REDIS_MAX_CONNECTIONS
 ENGINE_MAX_BATCH_SIZE = ENV.ENGINE_MAX_BATCH_SIZE
 ENGINE_MAX_BATCH_TOKENS = ENV.ENGINE_MAX_BATCH_TOKENS
 ENGINE_MAX_QUEUED = ENV.ENGINE_MAX_QUEUED

@@ -16,7 +16,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from chatsite.chat import checkpoints, envelopes, metrics, services
-from chatsite.chat.engine import process_engine
+from chatsite.chat.engine import loaded_engine, process_engine
 from chatsite.chat.errors import ChatError
 from chatsite.chat.models import Message
 from inference.types import Engine, Event, Failed, Finished, Started, TextDelta
@@ -58,7 +58,8 @@ async def generation_run(exchange: services.Exchange):
     run = GenerationRun(exchange)
     _runs[run.message_id] = run
     try:
-        engine = await asyncio.to_thread(process_engine)
+        # Loading blocks, so it happens off the loop; once loaded, no thread hop per request.
+        engine = loaded_engine() or await asyncio.to_thread(process_engine)
     except ChatError as err:
         run.refuse(err)
     else:

@@ -16,6 +16,7 @@ from contextlib import aclosing
 
 from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
+from django.db import close_old_connections, connection
 from django.http import StreamingHttpResponse
 
 from chatsite.chat import envelopes, selectors, services
@@ -52,6 +53,7 @@ def start_from_sync_view(**fields) -> services.Exchange:
     """The same for a sync (DRF) view: the run must live on the server's event loop, which
     `async_to_sync` reaches from the thread Django runs sync views in."""
     exchange = exchange_start_limited(**fields)
+    _give_connection_back()  # saved; starting the run can wait on a busy event loop
     async_to_sync(_run_detached)(exchange)
     return exchange
 
@@ -143,12 +145,22 @@ class ClosingStream:
         return self
 
     async def __anext__(self) -> bytes:
-        self._loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+            # A stream lasts as long as its answer. Django gives the request's database
+            # connection back when the response ends; give it back now, or every live stream
+            # holds one and a few hundred exhaust PostgreSQL (or its pool).
+            await sync_to_async(_give_connection_back)()
         return await self._frames.__anext__()
 
     def close(self) -> None:
         if self._loop is not None and not self._loop.is_closed():
             asyncio.run_coroutine_threadsafe(self._frames.aclose(), self._loop)
+
+
+def _give_connection_back() -> None:
+    if not connection.in_atomic_block:  # a test's transaction, or a caller's: leave it be
+        close_old_connections()
 
 
 def sse_response(frames) -> StreamingHttpResponse:

@@ -111,7 +111,12 @@ def async_client():
     loop = asyncio.get_running_loop()
     client = _async_clients.get(id(loop))
     if client is None or getattr(client, "_patchbay_loop", None) is not loop:
-        client = redis.asyncio.Redis.from_url(settings.REDIS_URL)
+        # Every follower holds a connection during its blocking XREAD: past the pool's size
+        # the next one waits for a free connection rather than failing.
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
+            settings.REDIS_URL, max_connections=settings.REDIS_MAX_CONNECTIONS, timeout=30
+        )
+        client = redis.asyncio.Redis(connection_pool=pool)
         client._patchbay_loop = loop
         _async_clients[id(loop)] = client
     return client

@@ -18,6 +18,7 @@ import threading
 import time
 
 from django.conf import settings
+from django.db import close_old_connections
 from redis.exceptions import RedisError, ResponseError
 
 from chatsite.chat import envelopes, metrics, services, task_routing, tokenlog
@@ -80,6 +81,9 @@ def _generate(message_id: int, params: dict, kind: str, grace_s: float) -> None:
     request = services.generation_request(message_id=message_id, params=params, kind=kind)
     earlier = services.generation_earlier_text(message_id=message_id)
     generation = WorkerGeneration(message_id, request, redis, grace_s, earlier)
+    # A generation lasts seconds to minutes: its thread gives its database connection back
+    # between writes, so that a pool far smaller than the pool threads serves them all.
+    close_old_connections()
     _live[message_id] = generation
     try:
         generation.run()
@@ -223,6 +227,7 @@ class WorkerGeneration:
         if len(text) != self.saved_chars:
             self.saved_chars = len(text)
             services.generation_checkpoint(message_id=self.message_id, content=text)
+            close_old_connections()
 
 
 # --- per-process threads --------------------------------------------------------------------
