@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import weakref
 from typing import Protocol
 
 from channels.db import database_sync_to_async
@@ -32,27 +33,44 @@ class Checkpointed(Protocol):
         """Called once per period (the stream caps that depend on time)."""
 
 
-_live: set[Checkpointed] = set()
-_task: asyncio.Task | None = None
+class _Checkpointer:
+    """The live runs of one event loop, and the task that checkpoints them."""
+
+    def __init__(self):
+        self.live: set[Checkpointed] = set()
+        self.task: asyncio.Task | None = None
+
+    async def loop(self) -> None:
+        while self.live:
+            await asyncio.sleep(EVERY_S)
+            await save_now(list(self.live))
+
+
+# By event loop: a run belongs to the loop it streams on (one per server process; tests make many).
+_checkpointers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _here() -> _Checkpointer:
+    loop = asyncio.get_running_loop()
+    checkpointer = _checkpointers.get(loop)
+    if checkpointer is None:
+        checkpointer = _checkpointers[loop] = _Checkpointer()
+    return checkpointer
 
 
 def watch(run: Checkpointed) -> None:
     """Checkpoint `run` from now on, until `forget`; starts the loop when it is not running."""
-    global _task
-    _live.add(run)
-    if _task is None or _task.done():
+    checkpointer = _here()
+    checkpointer.live.add(run)
+    if checkpointer.task is None or checkpointer.task.done():
         # A fresh context: the loop outlives the request that started it.
-        _task = asyncio.get_running_loop().create_task(_loop(), context=contextvars.Context())
+        checkpointer.task = asyncio.get_running_loop().create_task(
+            checkpointer.loop(), context=contextvars.Context()
+        )
 
 
 def forget(run: Checkpointed) -> None:
-    _live.discard(run)
-
-
-async def _loop() -> None:
-    while _live:
-        await asyncio.sleep(EVERY_S)
-        await save_now(list(_live))
+    _here().live.discard(run)
 
 
 async def save_now(runs) -> None:

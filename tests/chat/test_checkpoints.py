@@ -1,0 +1,92 @@
+"""The web process saves the text so far of all its live answers together, every tick."""
+
+import asyncio
+
+import pytest
+from channels.db import database_sync_to_async
+
+from chatsite.chat import checkpoints
+from chatsite.chat.models import Conversation, Message
+
+pytestmark = [pytest.mark.django_db(transaction=True)]
+
+
+class Answer:
+    """A live run as the checkpointer sees it: an id and text that grows."""
+
+    def __init__(self, message_id: int):
+        self.message_id = message_id
+        self.text = ""
+        self.saved = None
+        self.ticks = 0
+
+    def tick(self) -> None:
+        self.ticks += 1
+
+    def checkpoint_text(self):
+        if self.text == self.saved:
+            return None
+        self.saved = self.text
+        return self.text
+
+
+@database_sync_to_async
+def live_answers(owner, count: int) -> list[int]:
+    conversation = Conversation.objects.create(owner=owner)
+    return [
+        Message.objects.create(conversation=conversation, role="assistant", status="pending").pk
+        for _ in range(count)
+    ]
+
+
+@database_sync_to_async
+def saved(message_id: int) -> Message:
+    return Message.objects.get(pk=message_id)
+
+
+async def test_it_saves_every_live_answer_whose_text_grew_each_tick(owner, monkeypatch):
+    monkeypatch.setattr(checkpoints, "EVERY_S", 0.05)
+    first, second = [Answer(pk) for pk in await live_answers(owner, 2)]
+    checkpoints.watch(first)
+    checkpoints.watch(second)
+
+    first.text, second.text = "the river", "a bridge"
+    await asyncio.sleep(0.3)
+    first.text = "the river runs"
+    await asyncio.sleep(0.3)
+
+    assert (await saved(first.message_id)).content == "the river runs"
+    assert (await saved(second.message_id)).content == "a bridge"
+    assert (await saved(first.message_id)).status == "streaming"
+    assert first.ticks >= 2 and second.ticks >= 2
+    checkpoints.forget(first)
+    checkpoints.forget(second)
+
+
+async def test_it_never_overwrites_an_answer_that_has_ended(owner):
+    answer = Answer((await live_answers(owner, 1))[0])
+    await database_sync_to_async(
+        Message.objects.filter(pk=answer.message_id).update
+    )(status="complete", content="final text")
+
+    answer.text = "an older prefix"
+    await checkpoints.save_now([answer])
+
+    message = await saved(answer.message_id)
+    assert (message.status, message.content) == ("complete", "final text")
+
+
+async def test_it_stops_when_no_answer_is_live_and_starts_again_for_the_next(owner, monkeypatch):
+    monkeypatch.setattr(checkpoints, "EVERY_S", 0.05)
+    answer = Answer((await live_answers(owner, 1))[0])
+    checkpoints.watch(answer)
+    checkpoints.forget(answer)
+    await asyncio.sleep(0.15)
+    assert checkpoints._here().task.done()
+
+    answer.text = "later"
+    checkpoints.watch(answer)
+    await asyncio.sleep(0.15)
+
+    assert (await saved(answer.message_id)).content == "later"
+    checkpoints.forget(answer)

@@ -1,0 +1,89 @@
+"""Where sync work runs under ASGI: each socket in a thread of its own; an HTTP request's
+middleware chain in sync mode, in the request's thread, not hopping to it hook by hook."""
+
+import threading
+
+from asgiref.sync import sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.testing import WebsocketCommunicator
+from django.http import HttpResponse
+from django.test import AsyncClient, override_settings
+from django.urls import path
+from django.utils.deprecation import MiddlewareMixin
+
+from chatsite.middleware import OwnThreadPerSocket
+
+
+class ThreadReporter(AsyncWebsocketConsumer):
+    """Answers every frame with the thread its sync work ran in, twice over."""
+
+    async def receive(self, text_data=None, bytes_data=None):
+        first = await sync_to_async(threading.get_ident)()
+        second = await sync_to_async(threading.get_ident)()
+        await self.send(text_data=f"{first} {second}")
+
+
+async def threads_of(app, sockets: int = 2) -> list[tuple[str, str]]:
+    communicators = [WebsocketCommunicator(app, "/") for _ in range(sockets)]
+    try:
+        for communicator in communicators:
+            assert (await communicator.connect())[0]
+        seen = []
+        for communicator in communicators:
+            await communicator.send_to(text_data="which thread?")
+            seen.append(tuple((await communicator.receive_from()).split()))
+        return seen
+    finally:
+        for communicator in communicators:
+            await communicator.disconnect()
+
+
+async def test_each_socket_runs_its_sync_work_in_a_thread_of_its_own():
+    seen = await threads_of(OwnThreadPerSocket(ThreadReporter.as_asgi()))
+
+    assert all(first == second for first, second in seen)  # one socket: one thread
+    assert seen[0][0] != seen[1][0]  # two sockets: two threads
+
+
+async def test_without_it_every_socket_shares_one_thread():
+    seen = await threads_of(ThreadReporter.as_asgi())
+
+    assert seen[0][0] == seen[1][0]
+
+
+modes_seen: list[bool] = []
+
+
+class RecordMode(MiddlewareMixin):
+    """A middleware that can run either way, as Django's own do; records which way it ran."""
+
+    def process_request(self, request):
+        modes_seen.append(self.async_mode)
+
+
+def view(request):
+    return HttpResponse("ok")
+
+
+urlpatterns = [path("where/", view)]
+CHAIN = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    f"{__name__}.RecordMode",
+    "django.middleware.csrf.CsrfViewMiddleware",
+]
+
+
+async def mode_of_the_chain(middleware: list[str]) -> bool:
+    modes_seen.clear()
+    with override_settings(ROOT_URLCONF=__name__, MIDDLEWARE=middleware):
+        response = await AsyncClient().get("/where/")
+    assert response.status_code == 200
+    return modes_seen[0]
+
+
+async def test_with_it_last_the_middleware_runs_sync_in_the_requests_thread():
+    assert await mode_of_the_chain([*CHAIN, "chatsite.middleware.OneThreadPerRequest"]) is False
+
+
+async def test_without_it_django_runs_the_middleware_async_hopping_to_threads_per_hook():
+    assert await mode_of_the_chain(CHAIN) is True
