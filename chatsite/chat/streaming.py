@@ -65,7 +65,20 @@ async def _run_detached(exchange) -> GenerationRun:
     task = asyncio.get_running_loop().create_task(
         generation_run(exchange), context=contextvars.Context()
     )
-    return await task
+    try:
+        # Shielded: a client that leaves while its run starts (the engine may still be loading)
+        # must not cancel the start, or its answer would stay `pending` for good.
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        task.add_done_callback(_abandoned)
+        raise
+
+
+def _abandoned(task: asyncio.Task) -> None:
+    """The run started after its client left: nobody will follow it, so the disconnect
+    policy applies as if its last client had just gone (grace, then `interrupted`)."""
+    if not task.cancelled() and task.exception() is None:
+        task.result().subscribe().close()
 
 
 def stop_from_sync_view(message_id: int) -> None:

@@ -1,4 +1,7 @@
-"""A web process that died left answers live: the next one marks them interrupted."""
+"""Answers nobody is left to finish: those of a web process that died, and one whose client left
+while it was starting."""
+
+import asyncio
 
 import pytest
 
@@ -23,3 +26,27 @@ def test_it_marks_live_answers_interrupted_and_keeps_their_text(owner):
     done.refresh_from_db()
     assert (live.status, live.content, live.finish_reason) == ("interrupted", "half an", "interrupted")
     assert done.status == "complete"
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_an_answer_whose_client_left_while_it_was_starting_ends_interrupted(owner):
+    from asgiref.sync import sync_to_async
+
+    from chatsite.chat import streaming
+    from chatsite.chat.protocol import GenerationParams
+
+    starting = asyncio.create_task(streaming.start(
+        user=owner, conversation_id=None, content="Tell me a very long story.",
+        adapter_slug=None, params=GenerationParams(max_tokens=400, temperature=0.8, seed=3),
+    ))
+    while not await sync_to_async(Message.objects.filter(role="assistant").exists)():
+        await asyncio.sleep(0)  # the exchange is saved; the run is starting
+    starting.cancel()  # the client goes away now
+
+    answer = await sync_to_async(Message.objects.get)(role="assistant")
+    for _ in range(200):
+        await asyncio.sleep(0.05)
+        await sync_to_async(answer.refresh_from_db)()
+        if answer.status not in Message.LIVE_STATUSES:
+            break
+    assert answer.status == "interrupted"

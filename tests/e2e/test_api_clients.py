@@ -202,7 +202,9 @@ def test_it_keeps_the_text_as_interrupted_when_an_openai_stream_is_dropped(alice
 
 
 def test_it_keeps_the_text_as_interrupted_when_a_waiting_client_gives_up(alice):
-    body = {"model": "base", "messages": [{"role": "user", "content": "Long"}], "max_tokens": LONG}
+    # A seed whose answer runs to the limit, so that it is still going when the client gives up.
+    body = {"model": "base", "messages": [{"role": "user", "content": "Long"}], "max_tokens": LONG,
+            "seed": 3, "temperature": 0.8}
     with pytest.raises(requests.Timeout):
         requests.post(
             f"{alice.base_url}/v1/chat/completions", json=body, headers=alice.headers, timeout=0.5
@@ -302,7 +304,8 @@ def test_it_resumes_after_last_event_id_with_every_later_event_once(alice):
 
 
 def test_it_keeps_the_text_as_interrupted_when_the_sse_client_leaves(alice):
-    sent = alice.send("A long story, please.", max_tokens=LONG)
+    # A seed whose answer runs to the limit, so that it is still going when the client leaves.
+    sent = alice.send("Long", parameters={"max_tokens": LONG, "seed": 3, "temperature": 0.8})
     response = alice.get(sent["stream"], stream=True)
     seen, frames = "", 0
     for line in response.iter_lines(decode_unicode=True):
