@@ -42,11 +42,31 @@ def exchange_start_limited(starter=services.exchange_start, **fields) -> service
 
 
 async def start(starter=services.exchange_start, **fields):
-    """Record the exchange and start generating it (from async views): (exchange, run)."""
+    """Record the exchange and start generating it (from async views): (exchange, run).
+
+    Shielded: a client that leaves while its answer is being recorded or started (the engine
+    may still be loading) must not cancel half of it, or the answer would stay `pending` for
+    good. The start finishes; the run, followed by nobody, then ends as if its client had just
+    left (the grace period, then `interrupted`)."""
+    task = asyncio.get_running_loop().create_task(_start(starter, fields))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        task.add_done_callback(_abandoned)
+        raise
+
+
+async def _start(starter, fields: dict):
     # asgiref's sync_to_async, as Django advises inside a request (the request's end closes its
     # connection); channels' database_sync_to_async is for work outside requests.
     exchange = await sync_to_async(exchange_start_limited)(starter, **fields)
     return exchange, await _run_detached(exchange)
+
+
+def _abandoned(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is None:
+        _, run = task.result()
+        run.subscribe().close()
 
 
 def start_from_sync_view(**fields) -> services.Exchange:
@@ -65,20 +85,7 @@ async def _run_detached(exchange) -> GenerationRun:
     task = asyncio.get_running_loop().create_task(
         generation_run(exchange), context=contextvars.Context()
     )
-    try:
-        # Shielded: a client that leaves while its run starts (the engine may still be loading)
-        # must not cancel the start, or its answer would stay `pending` for good.
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        task.add_done_callback(_abandoned)
-        raise
-
-
-def _abandoned(task: asyncio.Task) -> None:
-    """The run started after its client left: nobody will follow it, so the disconnect
-    policy applies as if its last client had just gone (grace, then `interrupted`)."""
-    if not task.cancelled() and task.exception() is None:
-        task.result().subscribe().close()
+    return await task
 
 
 def stop_from_sync_view(message_id: int) -> None:
