@@ -12,8 +12,8 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from chatsite.chat.routing import websocket_urlpatterns  # noqa: E402
-from chatsite.middleware import OwnThreadPerSocket  # noqa: E402
 from chatsite.chat.startup import warm_up  # noqa: E402
+from chatsite.middleware import OwnThreadPerSocket  # noqa: E402
 
 application = ProtocolTypeRouter(
     {

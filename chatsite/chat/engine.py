@@ -102,16 +102,10 @@ def _default_threads() -> int | None:
     streaming overhead halved with one core left, docs/BENCHMARKS.md). None: torch's default."""
     import os
 
+    from inference.model import pick_device
+
     cores = os.cpu_count() or 1
-    on_cpu = settings.ENGINE_DEVICE == "cpu" or (
-        settings.ENGINE_DEVICE is None and not _cuda_available()
-    )
+    on_cpu = pick_device(settings.ENGINE_DEVICE).type == "cpu"
     if settings.INFERENCE_MODE == "local" and on_cpu and cores > 1:
         return cores - 1
     return None
-
-
-def _cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()

@@ -3,7 +3,7 @@
 A worker process owns one engine; each Celery task (one pool thread per concurrent generation)
 submits its request to that engine, so every task of the process shares the engine's batch. The
 task thread then drives its generation: it writes each event to the token log, checkpoints the
-text to the database every `CHECKPOINT_EVERY_S`, applies Stop, the disconnect policy and the
+text to the database every `checkpoints.EVERY_S`, applies Stop, the disconnect policy and the
 stream caps, and saves the final state. Two daemon threads per process: a heartbeat, which also
 writes the worker's routing record (task_routing.py), and a listener on the control channel that
 wakes the right task at once on Stop or on a client leaving.
@@ -21,7 +21,7 @@ from django.conf import settings
 from django.db import close_old_connections
 from redis.exceptions import RedisError, ResponseError
 
-from chatsite.chat import envelopes, metrics, services, task_routing, tokenlog
+from chatsite.chat import checkpoints, envelopes, metrics, services, task_routing, tokenlog
 from chatsite.chat.engine import loaded_engine, local_engine
 from chatsite.chat.errors import ChatError
 from inference.types import (
@@ -35,7 +35,6 @@ from inference.types import (
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_EVERY_S = 0.5
 POLICY_EVERY_S = 0.25
 WORKER_NAME = metrics.PROCESS_NAME
 
@@ -147,7 +146,7 @@ class WorkerGeneration:
                 next_policy = now + POLICY_EVERY_S
             if now >= next_checkpoint:
                 self._checkpoint()
-                next_checkpoint = now + CHECKPOINT_EVERY_S
+                next_checkpoint = now + checkpoints.EVERY_S
 
     def _on(self, event: Event) -> bool:
         """Handle one engine event; True once the generation has ended."""

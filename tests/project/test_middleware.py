@@ -3,6 +3,7 @@ middleware chain in sync mode, in the request's thread, not hopping to it hook b
 
 import threading
 
+import pytest
 from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.testing import WebsocketCommunicator
@@ -12,6 +13,10 @@ from django.urls import path
 from django.utils.deprecation import MiddlewareMixin
 
 from chatsite.middleware import OwnThreadPerSocket
+
+# Channels' consumers and Django's handler close stale connections around their work, which
+# touches the connection a thread kept from earlier tests.
+pytestmark = pytest.mark.django_db
 
 
 class ThreadReporter(AsyncWebsocketConsumer):
