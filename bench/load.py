@@ -14,8 +14,8 @@ sessions. Every answer starts a conversation with a random usable adapter (or th
 half of the loops follow theirs over `/api/v1/messages/<id>/stream` (SSE), half over
 `/ws/chat/`. For each answer it measures, on the client: time to first token from sending the
 message, the gaps between tokens, the token `index` continuity (dropped and duplicated tokens),
-and whether the streamed text equals the text the read API saved. `--json` prints one JSON
-object last.
+and whether the streamed text equals the text the read API saved (read back after the measured
+streams, not during them). `--json` prints one JSON object last.
 
 With `--metrics-url` (once per process that runs an engine: the web's `/metrics` in local mode,
 each worker's WORKER_METRICS_PORT in celery mode, and the web's `/metrics` again for its routing
@@ -91,19 +91,47 @@ class Stream:
         return False
 
 
+@dataclass(frozen=True)
+class Site:
+    """The server under test. `behind_tls`: it runs as in production (DEBUG=0), where a proxy
+    terminates TLS and tells it so with `X-Forwarded-Proto: https`; the client plays that proxy
+    (plain HTTP to the server, that header on every request, cookies that are `Secure`)."""
+
+    url: str
+    behind_tls: bool = False
+
+    @property
+    def origin(self) -> str:
+        """Where the browser's pages come from (Referer, Origin)."""
+        return self.url.replace("http://", "https://", 1) if self.behind_tls else self.url
+
+    @property
+    def ws_url(self) -> str:
+        return self.url.replace("http://", "ws://").replace("https://", "wss://")
+
+    @property
+    def headers(self) -> dict:
+        return {"X-Forwarded-Proto": "https"} if self.behind_tls else {}
+
+
 # --- users ------------------------------------------------------------------------------------
-async def sign_up(base_url: str, name: str) -> aiohttp.ClientSession:
+async def sign_up(site: Site, name: str) -> aiohttp.ClientSession:
     """A new user through the real sign-up form; the session stays signed in."""
     session = aiohttp.ClientSession(
-        cookie_jar=aiohttp.CookieJar(unsafe=True),  # cookies for an IP address host
+        # unsafe: cookies for an IP address host; secure origin: the proxy's TLS, when played
+        cookie_jar=aiohttp.CookieJar(
+            unsafe=True, treat_as_secure_origin=[site.url] if site.behind_tls else None
+        ),
+        headers=site.headers,
         timeout=aiohttp.ClientTimeout(total=None, sock_read=120),
     )
-    url = f"{base_url}/accounts/signup/"
+    url = f"{site.url}/accounts/signup/"
     async with session.get(url) as response:
         response.raise_for_status()
     form = {"username": name, "password1": PASSWORD, "password2": PASSWORD,
             "csrfmiddlewaretoken": csrf(session)}
-    async with session.post(url, data=form, headers={"Referer": url}, allow_redirects=False) as r:
+    referer = {"Referer": f"{site.origin}/accounts/signup/"}
+    async with session.post(url, data=form, headers=referer, allow_redirects=False) as r:
         if r.status != 302:
             raise RuntimeError(f"sign-up of {name} answered {r.status}: {await r.text()}")
     return session
@@ -113,28 +141,28 @@ def csrf(session: aiohttp.ClientSession) -> str:
     return next(c.value for c in session.cookie_jar if c.key == "csrftoken")
 
 
-def write_headers(session: aiohttp.ClientSession, base_url: str) -> dict:
-    return {"X-CSRFToken": csrf(session), "Referer": f"{base_url}/"}
+def write_headers(session: aiohttp.ClientSession, site: Site) -> dict:
+    return {"X-CSRFToken": csrf(session), "Referer": f"{site.origin}/"}
 
 
-async def usable_adapters(session: aiohttp.ClientSession, base_url: str) -> list[str | None]:
-    async with session.get(f"{base_url}/api/v1/adapters/") as response:
+async def usable_adapters(session: aiohttp.ClientSession, site: Site) -> list[str | None]:
+    async with session.get(f"{site.url}/api/v1/adapters/") as response:
         body = await response.json()
     rows = body["results"] if isinstance(body, dict) else body
     return [row["slug"] for row in rows] + [None]  # None: the base model
 
 
 # --- one stream per transport -----------------------------------------------------------------
-async def sse_stream(session, base_url: str, adapter: str | None, params: dict) -> Stream:
+async def sse_stream(session, site: Site, adapter: str | None, params: dict) -> Stream:
     stream = Stream("sse")
-    headers = write_headers(session, base_url)
+    headers = write_headers(session, site)
     async with session.post(
-        f"{base_url}/api/v1/conversations/", json={"adapter": adapter}, headers=headers
+        f"{site.url}/api/v1/conversations/", json={"adapter": adapter}, headers=headers
     ) as response:
         conversation = (await response.json())["id"]
     stream.sent_at = time.perf_counter()
     async with session.post(
-        f"{base_url}/api/v1/conversations/{conversation}/messages/",
+        f"{site.url}/api/v1/conversations/{conversation}/messages/",
         json={"content": random.choice(PROMPTS), "parameters": params},
         headers=headers,
     ) as response:
@@ -143,7 +171,7 @@ async def sse_stream(session, base_url: str, adapter: str | None, params: dict) 
             stream.error = body.get("code", str(response.status))
             return stream
     stream.message = body["message"]
-    async with session.get(f"{base_url}/api/v1/messages/{stream.message}/stream") as response:
+    async with session.get(f"{site.url}/api/v1/messages/{stream.message}/stream") as response:
         data = ""
         async for raw in response.content:
             line = raw.decode().rstrip("\n")
@@ -156,12 +184,12 @@ async def sse_stream(session, base_url: str, adapter: str | None, params: dict) 
     return stream
 
 
-async def ws_stream(session, base_url: str, adapter: str | None, params: dict) -> Stream:
+async def ws_stream(session, site: Site, adapter: str | None, params: dict) -> Stream:
     stream = Stream("ws")
     cookie = "; ".join(f"{c.key}={c.value}" for c in session.cookie_jar)
-    url = base_url.replace("http://", "ws://").replace("https://", "wss://") + "/ws/chat/"
     async with websockets.connect(
-        url, origin=base_url, additional_headers={"Cookie": cookie}, max_queue=None
+        f"{site.ws_url}/ws/chat/", origin=site.origin,
+        additional_headers={"Cookie": cookie, **site.headers}, max_queue=None,
     ) as ws:
         frame = {"type": "chat.send", "content": random.choice(PROMPTS), "adapter": adapter,
                  "params": params}
@@ -173,31 +201,50 @@ async def ws_stream(session, base_url: str, adapter: str | None, params: dict) -
     return stream
 
 
-async def saved_text(session, base_url: str, message: int) -> str:
-    async with session.get(f"{base_url}/api/v1/messages/{message}/") as response:
+async def saved_text(session, site: Site, message: int) -> str:
+    async with session.get(f"{site.url}/api/v1/messages/{message}/") as response:
         return (await response.json())["content"]
 
 
-async def one(session, base_url, transport, adapter, params, timeout) -> Stream:
+async def check_saved(followed: list[tuple[aiohttp.ClientSession, Stream]], site: Site) -> None:
+    """Read back every answer that ended, to compare with what was streamed. Done after the
+    measured streams, not between them: users do not re-read each answer, and these reads were
+    a quarter of the server's requests at 200 loops."""
+    gate = asyncio.Semaphore(CHECKS_AT_ONCE)
+
+    async def check(session, stream: Stream) -> None:
+        if stream.message is None or stream.end is None:
+            return
+        async with gate:
+            try:
+                stream.saved_text = await saved_text(session, site, stream.message)
+            except Exception as exc:  # noqa: BLE001 -- counted, as a stream's own failure is
+                stream.error = f"read back: {type(exc).__name__}: {exc}"[:200]
+
+    await asyncio.gather(*(check(session, stream) for session, stream in followed))
+
+
+CHECKS_AT_ONCE = 20
+
+
+async def one(session, site, transport, adapter, params, timeout) -> Stream:
     run = sse_stream if transport == "sse" else ws_stream
     try:
-        stream = await asyncio.wait_for(run(session, base_url, adapter, params), timeout)
-        if stream.message is not None and stream.end is not None:
-            stream.saved_text = await saved_text(session, base_url, stream.message)
+        stream = await asyncio.wait_for(run(session, site, adapter, params), timeout)
     except Exception as exc:  # noqa: BLE001 -- counted, not fatal: the report says what failed
         stream = Stream(transport, error=f"{type(exc).__name__}: {exc}"[:200])
     stream.ended_at = time.perf_counter()
     return stream
 
 
-async def chat_loop(session, base_url, transport, adapters, params, args, start_after: float):
+async def chat_loop(session, site, transport, adapters, params, args, start_after: float):
     """One tab: `answers` messages in turn, each followed to its end, with a pause between."""
     await asyncio.sleep(start_after)
     streams = []
     for turn in range(args.answers):
         if turn:
             await asyncio.sleep(random.uniform(0, args.think))
-        streams.append(await one(session, base_url, transport, random.choice(adapters), params,
+        streams.append(await one(session, site, transport, random.choice(adapters), params,
                                  args.timeout))
     return streams
 
@@ -258,6 +305,7 @@ def report(streams: list[Stream], wall_s: float) -> dict:
         "error_kinds": sorted(set(errors)),
         "dropped_tokens": dropped,
         "duplicated_tokens": duplicated,
+        "texts_checked": sum(s.saved_text is not None for s in streams),
         "text_mismatches": mismatched,
         "token_events_delivered": delivered,
         "tokens_generated": generated,
@@ -300,9 +348,9 @@ CACHE_COUNTERS = {
 ROUTING_COUNTER = "patchbay_routing_decisions_total"
 
 
-async def scrape(urls: list[str], token: str | None) -> Counter:
+async def scrape(urls: list[str], token: str | None, site: Site) -> Counter:
     """The counters this report uses, summed over every process and label set."""
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    headers = {**site.headers, **({"Authorization": f"Bearer {token}"} if token else {})}
     sums: Counter = Counter()
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
         for url in urls:
@@ -342,29 +390,35 @@ def cache_report(before: Counter, after: Counter) -> dict:
 # --- main -------------------------------------------------------------------------------------
 async def main(args) -> dict:
     random.seed(args.seed)
-    base_url = args.url.rstrip("/")
+    site = Site(args.url.rstrip("/"), behind_tls=args.behind_tls)
     tag = uuid.uuid4().hex[:8]
     user_count = -(-args.streams // args.per_user)
     sessions = await asyncio.gather(
-        *(sign_up(base_url, f"load-{tag}-{n}") for n in range(user_count))
+        *(sign_up(site, f"load-{tag}-{n}") for n in range(user_count))
     )
     try:
-        adapters = await usable_adapters(sessions[0], base_url)
+        adapters = await usable_adapters(sessions[0], site)
         params = {"max_tokens": args.max_tokens, "temperature": 0.8}
         for adapter in adapters[: args.warmup]:  # load the model and adapters; not counted
-            await one(sessions[0], base_url, "sse", adapter, params, args.timeout)
-        loops = []
+            await one(sessions[0], site, "sse", adapter, params, args.timeout)
+        loops, loop_sessions = [], []
         for n in range(args.streams):
             transport = args.transport if args.transport != "both" else ("sse", "ws")[n % 2]
             start_after = args.ramp * n / args.streams
-            loops.append(chat_loop(sessions[n // args.per_user], base_url, transport, adapters,
-                                   params, args, start_after))
-        before = await scrape(args.metrics_url, args.metrics_token)
+            loop_sessions.append(sessions[n // args.per_user])
+            loops.append(chat_loop(loop_sessions[-1], site, transport, adapters, params, args,
+                                   start_after))
+        before = await scrape(args.metrics_url, args.metrics_token, site)
         started = time.perf_counter()
-        streams = [stream for done in await asyncio.gather(*loops) for stream in done]
-        result = report(streams, time.perf_counter() - started)
+        by_loop = await asyncio.gather(*loops)
+        wall_s = time.perf_counter() - started
+        after = await scrape(args.metrics_url, args.metrics_token, site)
+        await check_saved(
+            [(session, s) for session, done in zip(loop_sessions, by_loop) for s in done], site
+        )
+        result = report([stream for done in by_loop for stream in done], wall_s)
         if args.metrics_url:
-            result.update(cache_report(before, await scrape(args.metrics_url, args.metrics_token)))
+            result.update(cache_report(before, after))
         return result
     finally:
         await asyncio.gather(*(session.close() for session in sessions))
@@ -391,8 +445,18 @@ def parse_args(argv=None):
     parser.add_argument("--metrics-url", action="append", default=[],
                         help="a Prometheus endpoint to read before and after (repeatable)")
     parser.add_argument("--metrics-token", help="bearer token for --metrics-url (METRICS_TOKEN)")
+    parser.add_argument("--behind-tls", action="store_true",
+                        help="the server runs with DEBUG=0: play its TLS proxy (X-Forwarded-Proto)")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
     args = parser.parse_args(argv)
+    for name in ("streams", "answers", "per_user", "max_tokens"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    for name in ("ramp", "think", "warmup"):
+        if (getattr(args, name) or 0) < 0:
+            parser.error(f"--{name} must not be negative")
+    if args.timeout <= 0:
+        parser.error("--timeout must be more than 0 seconds")
     if args.ramp is None:
         args.ramp = args.streams / 20
     return args

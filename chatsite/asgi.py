@@ -13,12 +13,12 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 
 from chatsite.chat.routing import websocket_urlpatterns  # noqa: E402
 from chatsite.chat.startup import warm_up  # noqa: E402
-from chatsite.middleware import OwnThreadPerSocket  # noqa: E402
+from chatsite.middleware import ThreadPerConnection  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
-        "websocket": OwnThreadPerSocket(
+        "http": ThreadPerConnection(django_asgi_app),
+        "websocket": ThreadPerConnection(
             AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
         ),
     }

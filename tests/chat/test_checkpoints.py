@@ -90,3 +90,34 @@ async def test_it_stops_when_no_answer_is_live_and_starts_again_for_the_next(own
 
     assert (await saved(answer.message_id)).content == "later"
     checkpoints.forget(answer)
+
+
+async def test_one_statement_saves_many_answers_each_its_own_text_past_the_chunk_size(
+    owner, monkeypatch
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from chatsite.chat import services
+
+    monkeypatch.setattr(services, "CHECKPOINT_ROWS", 2)
+    ids = await live_answers(owner, 5)
+    ended = ids[-1]
+    await database_sync_to_async(Message.objects.filter(pk=ended).update)(
+        status="stopped", content="kept"
+    )
+    texts = {pk: f"text of {pk} — with ‘quotes’" for pk in ids}
+
+    def save():
+        with CaptureQueriesContext(connection) as queries:
+            services.generation_checkpoints(texts)
+        return [q["sql"] for q in queries if q["sql"].startswith("UPDATE")]
+
+    updates = await database_sync_to_async(save)()
+
+    assert len(updates) == 3  # 5 answers, 2 per statement
+    for pk in ids[:-1]:
+        message = await saved(pk)
+        assert (message.content, message.status) == (texts[pk], "streaming")
+    message = await saved(ended)
+    assert (message.content, message.status) == ("kept", "stopped")

@@ -29,7 +29,9 @@ def test_it_marks_live_answers_interrupted_and_keeps_their_text(owner):
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_an_answer_whose_client_left_while_it_was_starting_ends_interrupted(owner):
+async def test_an_answer_whose_client_left_while_it_was_starting_ends_interrupted(
+    owner, demo_model
+):
     from asgiref.sync import sync_to_async
 
     from chatsite.chat import streaming

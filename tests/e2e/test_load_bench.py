@@ -39,8 +39,37 @@ def test_it_streams_over_sse_and_websocket_without_losing_a_token(live_server_ur
     assert result["streams"] == 12 and result["sse_streams"] == result["ws_streams"] == 6
     assert 1 <= result["peak_concurrent_streams"] <= 6
     assert result["errors"] == result["dropped_tokens"] == result["duplicated_tokens"] == 0
+    assert result["texts_checked"] == 12  # every answer read back and equal to what streamed
     assert 0 < result["delivered_over_generated"] <= 1.05
     assert result["ttft_overhead_p50_ms"] is not None
+
+
+def test_it_plays_the_tls_proxy_in_front_of_a_server_with_production_settings(
+    demo_model, tmp_path
+):
+    # DEBUG=0: HTTPS redirects, Secure cookies and a strict CSRF Referer check, all of which
+    # a plain-HTTP client fails unless it says, as the proxy would, that the request came in
+    # over TLS.
+    with local_deployment(tmp_path, TEST_MODEL_DIR, DEBUG="0") as base_url:
+        done = load(base_url, "--behind-tls", "--streams", "2", "--answers", "1",
+                    "--max-tokens", "4", "--ramp", "0")
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["streams"] == 2 and result["errors"] == 0
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--streams", "0"], "--streams must be at least 1"),
+    (["--per-user", "0"], "--per-user must be at least 1"),
+    (["--ramp", "-1"], "--ramp must not be negative"),
+    (["--timeout", "0"], "--timeout must be more than 0 seconds"),
+])
+def test_it_refuses_arguments_that_cannot_make_a_run(arguments, message):
+    done = load("http://127.0.0.1:9", *arguments)
+
+    assert done.returncode == 2
+    assert message in done.stderr
 
 
 def test_it_counts_dropped_and_duplicated_tokens_from_their_indexes():

@@ -1,5 +1,6 @@
-"""Where sync work runs under ASGI: each socket in a thread of its own; an HTTP request's
-middleware chain in sync mode, in the request's thread, not hopping to it hook by hook."""
+"""Where sync work runs under ASGI: each socket and request in a thread of its own, taken from
+a pool of idle threads; an HTTP request's middleware chain in sync mode, in the request's
+thread, not hopping to it hook by hook."""
 
 import threading
 
@@ -12,7 +13,8 @@ from django.test import AsyncClient, override_settings
 from django.urls import path
 from django.utils.deprecation import MiddlewareMixin
 
-from chatsite.middleware import OwnThreadPerSocket
+from chatsite import middleware
+from chatsite.middleware import ThreadPerConnection
 
 # Channels' consumers and Django's handler close stale connections around their work, which
 # touches the connection a thread kept from earlier tests.
@@ -44,10 +46,30 @@ async def threads_of(app, sockets: int = 2) -> list[tuple[str, str]]:
 
 
 async def test_each_socket_runs_its_sync_work_in_a_thread_of_its_own():
-    seen = await threads_of(OwnThreadPerSocket(ThreadReporter.as_asgi()))
+    seen = await threads_of(ThreadPerConnection(ThreadReporter.as_asgi()))
 
     assert all(first == second for first, second in seen)  # one socket: one thread
     assert seen[0][0] != seen[1][0]  # two sockets: two threads
+
+
+async def test_a_socket_that_ended_gives_its_thread_to_the_next_instead_of_starting_one():
+    app = ThreadPerConnection(ThreadReporter.as_asgi())
+    (first, _), = await threads_of(app, sockets=1)
+    (second, _), = await threads_of(app, sockets=1)
+
+    assert first == second
+
+
+def test_a_thread_still_running_work_of_a_connection_that_left_is_not_given_to_another():
+    release = threading.Event()
+    thread = middleware._ConnectionThread()
+    left_running = thread.submit(release.wait, 5)
+
+    thread.give_back()  # its connection left while that call still runs
+    assert thread not in middleware._idle_threads
+
+    release.set()
+    assert left_running.result(timeout=5) is True  # the call still finishes; then it ends
 
 
 async def test_without_it_every_socket_shares_one_thread():
