@@ -206,6 +206,9 @@ async def saved_text(session, site: Site, message: int) -> str:
         return (await response.json())["content"]
 
 
+CHECKS_AT_ONCE = 20  # read-backs in flight at once
+
+
 async def check_saved(followed: list[tuple[aiohttp.ClientSession, Stream]], site: Site) -> None:
     """Read back every answer that ended, to compare with what was streamed. Done after the
     measured streams, not between them: users do not re-read each answer, and these reads were
@@ -222,9 +225,6 @@ async def check_saved(followed: list[tuple[aiohttp.ClientSession, Stream]], site
                 stream.error = f"read back: {type(exc).__name__}: {exc}"[:200]
 
     await asyncio.gather(*(check(session, stream) for session, stream in followed))
-
-
-CHECKS_AT_ONCE = 20
 
 
 async def one(session, site, transport, adapter, params, timeout) -> Stream:
