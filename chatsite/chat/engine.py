@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 
 from django.conf import settings
@@ -100,8 +101,6 @@ def _default_threads() -> int | None:
     """In local mode on a CPU the web tier shares the machine with the engine: leave it a core.
     With every core, torch's spinning threads delayed each request and token behind them (the
     streaming overhead halved with one core left, docs/BENCHMARKS.md). None: torch's default."""
-    import os
-
     from inference.model import pick_device
 
     cores = os.cpu_count() or 1

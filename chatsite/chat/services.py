@@ -265,9 +265,7 @@ CHECKPOINT_ROWS = 500
 
 def generation_checkpoint(*, message_id: int, content: str) -> None:
     """Save the text so far of a live generation (a no-op once it has ended)."""
-    Message.objects.filter(pk=message_id, status__in=Message.LIVE_STATUSES).update(
-        content=content, status=Message.Status.STREAMING, updated_at=timezone.now()
-    )
+    generation_checkpoints({message_id: content})
 
 
 def generation_checkpoints(texts: dict[int, str]) -> None:

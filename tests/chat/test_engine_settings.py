@@ -23,3 +23,17 @@ def test_it_leaves_the_web_tier_a_core_in_local_mode_on_a_cpu(
     monkeypatch.setattr("os.cpu_count", lambda: cores)
 
     assert engine._default_threads() == threads
+
+
+def test_the_batch_limits_reach_the_engine_it_loads(settings, demo_model):
+    settings.ENGINE_MAX_BATCH_SIZE = 3
+    settings.ENGINE_MAX_BATCH_TOKENS = 4096
+    settings.ENGINE_MAX_QUEUED = 5
+
+    loaded = engine._load()  # not the process's engine: a fresh one, closed below
+    try:
+        limits = (loaded._max_batch_size, loaded._max_batch_tokens, loaded._max_queued)
+    finally:
+        loaded.close()
+
+    assert limits == (3, 4096, 5)

@@ -72,6 +72,31 @@ def test_a_thread_still_running_work_of_a_connection_that_left_is_not_given_to_a
     assert left_running.result(timeout=5) is True  # the call still finishes; then it ends
 
 
+def thread_view(request):
+    return HttpResponse(str(threading.get_ident()))
+
+
+async def thread_of_a_request(app) -> bytes:
+    from channels.testing import HttpCommunicator
+
+    communicator = HttpCommunicator(app, "GET", "/thread/", headers=[(b"host", b"127.0.0.1")])
+    response = await communicator.get_response()
+    assert response["status"] == 200
+    return response["body"]
+
+
+async def test_an_http_request_runs_in_a_pooled_thread_inside_djangos_own_context():
+    from django.core.handlers.asgi import ASGIHandler
+
+    chain = [*CHAIN, "chatsite.middleware.OneThreadPerRequest"]
+    with override_settings(ROOT_URLCONF=__name__, MIDDLEWARE=chain):
+        app = ThreadPerConnection(ASGIHandler())
+        first = await thread_of_a_request(app)
+        second = await thread_of_a_request(app)
+
+    assert first == second  # the next request reuses the thread; Django started none of its own
+
+
 async def test_without_it_every_socket_shares_one_thread():
     seen = await threads_of(ThreadReporter.as_asgi())
 
@@ -92,7 +117,7 @@ def view(request):
     return HttpResponse("ok")
 
 
-urlpatterns = [path("where/", view)]
+urlpatterns = [path("where/", view), path("thread/", thread_view)]
 CHAIN = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     f"{__name__}.RecordMode",
