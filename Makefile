@@ -13,10 +13,11 @@ DEVTOOLS := $(VENV)/.dev-installed
 # pip warns about unused local index folders on our machines; keep the output readable.
 QUIET := 2>&1 | { grep -v 'is ignored: it is neither' || true; }
 
-.PHONY: help install run test worker reaper demo-model migrate lock check clean frontend browser
+.PHONY: help install run run-tiny test worker reaper model demo-adapters migrate lock check clean frontend browser
 
 help:
-	@echo "make run    install what is missing, migrate, make the demo model, serve on :$(PORT)"
+	@echo "make run    install what is missing, migrate, get the default model, serve on :$(PORT)"
+	@echo "make run-tiny  the same with the tiny random model: nothing to download, answers are nonsense"
 	@echo "make test   run the whole test suite"
 	@echo "make worker a Celery GPU worker (INFERENCE_MODE=celery, REDIS_URL)"
 	@echo "make reaper ends answers whose worker went silent (celery mode)"
@@ -39,11 +40,16 @@ install: $(RUNTIME)
 migrate: $(RUNTIME)
 	$(PY) manage.py migrate --noinput
 
-# The demo model is only made when BASE_MODEL is left at its default.
-demo-model: migrate
+# The default model (SmolLM2-135M-Instruct and its demo adapters) is only made when BASE_MODEL
+# is left at its default; the first time downloads 93 MB and converts it, later runs only check.
+model: migrate
 ifndef BASE_MODEL
-	$(PY) manage.py make_demo_model
+	$(PY) manage.py get_default_model
 endif
+
+# Remake the demo adapters' training data and weights (committed; `make run` never trains).
+demo-adapters: $(RUNTIME)
+	$(PY) -m inference.demo_adapters.train
 
 # The chat page's bundle is committed; this rebuilds it (npm ci + esbuild) only when
 # frontend/src or package-lock.json changed since, so a fresh clone needs no Node.
@@ -67,8 +73,19 @@ browser:
 		apt-get install -y chromium || { apt-get update && apt-get install -y chromium; }; \
 	fi
 
-run: demo-model frontend
-	DEBUG=$${DEBUG:-1} $(PY) -m daphne -b 127.0.0.1 -p $(PORT) chatsite.asgi:application
+SERVE = DEBUG=$${DEBUG:-1} $(PY) -m daphne -b 127.0.0.1 -p $(PORT) chatsite.asgi:application
+
+run: model frontend
+	$(SERVE)
+
+# The tiny random-weight model (inference/demo.py), with its own database and adapters.
+TINY := BASE_MODEL=$(CURDIR)/var/tiny/demo-base ADAPTERS_DIR=$(CURDIR)/var/tiny/adapters \
+	DATABASE_URL=sqlite:///$(CURDIR)/var/tiny/db.sqlite3
+run-tiny: $(RUNTIME) frontend
+	mkdir -p var/tiny
+	$(TINY) $(PY) manage.py migrate --noinput
+	$(TINY) $(PY) manage.py make_demo_model
+	$(TINY) $(SERVE)
 
 test: $(DEVTOOLS) frontend browser
 	$(PY) -m pytest tests

@@ -1,13 +1,16 @@
 """Engine benchmark: batched multi-adapter decoding against PEFT, side by side in one run.
 
     python bench/engine.py [--quick] [--json] [--threads 2] [--device cpu|cuda] [--shape 30m|1b]
+    python bench/engine.py --model var/models/smollm2-135m-instruct   # any model directory
 
-On a generated Llama of about 30M parameters (and on the demo model) it measures tokens/s for
+On a generated Llama of about 30M parameters (and on the demo model), or on the model directory
+`--model` names (with random adapters made for it), it measures tokens/s for
   (a) N sequential requests through PEFT, swapping the adapter per request,
   (b) a batch of N on one adapter through this engine,
   (c) a batch of N on N distinct adapters through this engine,
   (d) the same N-adapter batch through PEFT's mixed batch (`adapter_names`),
   (e) a batch of N on the base model alone through this engine,
+  (f) the same base-model batch through plain transformers `generate` (what a Python user runs),
 then time to first token when 16 requests arrive together, against its floor (one batched
 prefill of those 16 prompts plus one decode step, timed alone), and the cold load of an
 adapter. Measurements of a..e are interleaved, repetition by repetition, so background load
@@ -45,6 +48,7 @@ from inference.types import (
     SamplingParams,
 )
 
+QUESTION = (ChatTurn("user", "Tell me about the sea, the wind and the stars."),)
 ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 SHAPES = {  # the generated model's shape; its vocabulary is the demo tokenizer's words
     "30m": {"hidden_size": 512, "intermediate_size": 1536, "layers": 9, "heads": 8, "kv_heads": 4},
@@ -62,10 +66,15 @@ def main() -> None:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="patchbay-bench-") as tmp:
         tmp = Path(tmp)
-        big_dir, big_adapters, params = build_generated_model(tmp / "generated", args)
-        results = {"generated": measure(big_dir, big_adapters, args, args.reps)}
-        results["generated"]["model_params"] = params
-        if not args.skip_demo:
+        if args.model:
+            model_dir, model_adapters, params = random_adapters_for(Path(args.model), tmp, args)
+            key = Path(args.model).name
+        else:
+            model_dir, model_adapters, params = build_generated_model(tmp / "generated", args)
+            key = "generated"
+        results = {key: measure(model_dir, model_adapters, args, args.reps)}
+        results[key]["model_params"] = params
+        if not args.skip_demo and not args.model:
             demo_dir, demo_adapters = build_demo_adapters(tmp / "demo", args)
             # Its runs last a fraction of a second, so a moment of background load can halve
             # one; three times the repetitions cost little.
@@ -90,6 +99,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--reps", type=int, default=None, help="repetitions (default 1 quick, 3)")
     parser.add_argument("--prompt-words", type=int, default=8, help="words per prompt (a..e)")
     parser.add_argument("--skip-demo", action="store_true", help="only the generated model")
+    parser.add_argument("--model", help="a model directory to measure instead of a generated one")
     args = parser.parse_args()
     args.reps = args.reps or (1 if args.quick else 3)
     args.engine_reps = 2 if args.quick else args.reps
@@ -116,6 +126,19 @@ def build_generated_model(directory: Path, args) -> tuple[Path, list[AdapterRef]
         for i in range(args.adapters + 1)  # one more, never loaded before the cold-load timing
     ]
     return directory, adapters, sum(p.numel() for p in model.parameters())
+
+
+def random_adapters_for(model_dir: Path, directory: Path, args) -> tuple[Path, list[AdapterRef], int]:
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    adapters = [
+        AdapterRef(f"bench-{i}", str(save_random_adapter(
+            model, directory / f"adapter-{i}", rank=args.rank, targets=ALL_LINEAR, seed=i, std=0.02
+        )))
+        for i in range(args.adapters + 1)
+    ]
+    return model_dir, adapters, sum(p.numel() for p in model.parameters())
 
 
 def build_demo_adapters(directory: Path, args) -> tuple[Path, list[AdapterRef]]:
@@ -156,13 +179,15 @@ def measure(model_dir: Path, adapters: list[AdapterRef], args, reps: int) -> dic
         for ref in adapters:
             engine.preload(ref, pin=False)
         load_ms = cold_load_ms(engine, cold)
-        turns = prompts(n, args.prompt_words, seed=1)
+        # A real tokenizer splits random words unevenly; PEFT's batches need equal lengths.
+        turns = prompts(n, args.prompt_words, seed=1) if not args.model else [QUESTION] * n
         runs = {
             "a_sequential_peft": lambda: peft.sequential(turns[: args.sequential], new_tokens),
             "b_same_adapter": lambda: engine_tokens_per_s(engine, turns, [adapters[0]] * n, new_tokens),
             "c_mixed_adapters": lambda: engine_tokens_per_s(engine, turns, adapters[:n], new_tokens),
             "d_mixed_peft": lambda: peft.mixed(turns, new_tokens),
             "e_base_only": lambda: engine_tokens_per_s(engine, turns, [None] * n, new_tokens),
+            "f_transformers_base": lambda: peft.plain(turns, new_tokens),
         }
         engine_tokens_per_s(engine, turns, adapters[:n], 4)  # warm up both
         peft.mixed(turns, 2)
@@ -185,6 +210,7 @@ def measure(model_dir: Path, adapters: list[AdapterRef], args, reps: int) -> dic
         "mixed_over_sequential": speeds["c_mixed_adapters"] / speeds["a_sequential_peft"],
         "mixed_over_peft": speeds["c_mixed_adapters"] / speeds["d_mixed_peft"],
         "mixed_over_base": speeds["c_mixed_adapters"] / speeds["e_base_only"],
+        "base_over_transformers": speeds["e_base_only"] / speeds["f_transformers_base"],
         "peft_mixed_over_same": peft_same and speeds["d_mixed_peft"] / peft_same,
         **ttft,
         "adapter_load_ms": load_ms,
@@ -287,6 +313,9 @@ class PeftRunner:
 
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=base.model.dtype)
         model = model.to(base.device).eval()
+        # PEFT wraps the model in place: the plain baseline gets a copy of its own.
+        self.plain_model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=base.model.dtype)
+        self.plain_model = self.plain_model.to(base.device).eval()
         first, *others = adapters
         self.model = PeftModel.from_pretrained(model, first.path, adapter_name=first.name)
         for ref in others:
@@ -300,9 +329,17 @@ class PeftRunner:
         assert len({len(i) for i in ids}) == 1, "equal lengths, so no padding is needed"
         return torch.tensor(ids, device=self.base.device)
 
-    def _generate(self, ids, new_tokens: int, **extra) -> None:
+    def plain(self, turns, new_tokens: int) -> float:
+        """The base model through transformers' own `generate`, no PEFT, same prompts."""
+        ids = self._ids(turns)
+        started = time.perf_counter()
+        self._generate(ids, new_tokens, model=self.plain_model)
+        synchronise(self.base.device)
+        return len(turns) * new_tokens / (time.perf_counter() - started)
+
+    def _generate(self, ids, new_tokens: int, model=None, **extra) -> None:
         with torch.inference_mode():
-            self.model.generate(
+            (model or self.model).generate(
                 input_ids=ids,
                 attention_mask=torch.ones_like(ids),
                 max_new_tokens=new_tokens,
@@ -338,7 +375,7 @@ class PeftRunner:
 
 
 def summarise(results: dict, args, seconds: float) -> dict:
-    generated = results["generated"]
+    generated = next(iter(results.values()))  # the generated model, or the one --model named
     summary = {
         key: generated[key]
         for key in (
@@ -378,7 +415,7 @@ def print_table(summary: dict) -> None:
         for kind, speed in values["tokens_per_s"].items():
             print(f"  {kind:<20} {speed:>9.1f} tokens/s")
         for key in ("mixed_over_same", "mixed_over_sequential", "mixed_over_peft", "mixed_over_base",
-                    "peft_mixed_over_same", "ttft_p50_ms", "ttft_p95_ms", "ttft_floor_ms",
+                    "peft_mixed_over_same", "base_over_transformers", "ttft_p50_ms", "ttft_p95_ms", "ttft_floor_ms",
                     "ttft_p95_over_floor", "adapter_load_ms"):
             print(f"  {key:<22} {values[key]}")
     print(f"targets met: {summary['targets_met']} ({summary['seconds']} s)")

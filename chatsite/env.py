@@ -16,6 +16,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
+# SmolLM2-135M-Instruct, made by `manage.py get_default_model` (inference/default_model.py).
+DEFAULT_BASE_MODEL = str(VAR_DIR / "models" / "smollm2-135m-instruct")
 
 
 class Environment(BaseSettings):
@@ -35,7 +37,7 @@ class Environment(BaseSettings):
     INFERENCE_MODE: Literal["local", "celery", "lorax"] = "local"
     LORAX_URL: str | None = Field(default=None, pattern=r"^https?://")  # INFERENCE_MODE=lorax
     LORAX_API_KEY: str | None = None  # sent to LoRAX as a Bearer token
-    BASE_MODEL: str = str(VAR_DIR / "models" / "demo-base")
+    BASE_MODEL: str = DEFAULT_BASE_MODEL
     ADAPTERS_DIR: Path = VAR_DIR / "adapters"
     ENGINE_DEVICE: str | None = None  # "cuda", "cpu"; unset picks cuda when present
     ENGINE_THREADS: int | None = Field(default=None, ge=1)

@@ -22,7 +22,7 @@ from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTra
 from inference.demo_words import WORDS
 
 # Bump when the builder's output changes, so existing demo directories get rebuilt.
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2
 MARKER_NAME = "patchbay-demo.json"
 
 SPACE = "▁"  # Metaspace's stand-in for the space before a word
@@ -167,7 +167,8 @@ def _build_base_model(tokenizer: PreTrainedTokenizerFast) -> LlamaForCausalLM:
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=2048,
+        # Long enough for a test to hold an answer open for minutes (tests/holding.py).
+        max_position_embeddings=65536,
         tie_word_embeddings=False,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,

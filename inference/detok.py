@@ -10,15 +10,19 @@ replacement character U+FFFD that marks a character still missing bytes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 REPLACEMENT_CHARACTER = "\ufffd"
 
 
 class IncrementalDetokenizer:
-    def __init__(self, tokenizer):
+    def __init__(self, tokenizer, context: Sequence[int] = ()):
+        """`context`: tokens already shown before this stream (the end of a turn being
+        continued); they are decoded with the new ones but never sent again."""
         self._tokenizer = tokenizer
-        self._ids: list[int] = []
+        self._ids: list[int] = list(context)
         self._prefix_offset = 0
-        self._read_offset = 0
+        self._read_offset = len(self._ids)
 
     def push(self, token_id: int) -> str:
         """Add one token; return the text it completes, possibly "" while a character is open."""

@@ -49,6 +49,10 @@ INTERNAL_FAILURE = Failed("internal", "The request failed inside the engine; it 
 T = TypeVar("T")
 
 
+# Tokens of the turn being continued that the detokenizer decodes against.
+CONTINUE_CONTEXT_TOKENS = 6
+
+
 @dataclass(eq=False)
 class _Job:
     """A submitted request, from `submit` until its `Finished` event."""
@@ -317,7 +321,12 @@ class BatchEngine:
             prompt=prompt,
             slot=slot,
             sampler=Sampler(params),
-            detokenizer=IncrementalDetokenizer(self._base.tokenizer),
+            detokenizer=IncrementalDetokenizer(
+                self._base.tokenizer,
+                # Continuing a turn: decode against its last tokens, so the first new word keeps
+                # the space a SentencePiece-style decode would drop at the start of a text.
+                context=prompt[-CONTINUE_CONTEXT_TOKENS:] if job.request.continue_final_message else (),
+            ),
             stops=StopMatcher(params.stop),
         )
 

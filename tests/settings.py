@@ -12,6 +12,10 @@ os.environ.setdefault("ADAPTERS_DIR", str(TEST_MODEL_DIR / "adapters"))
 os.environ.setdefault("ENGINE_WARMUP", "0")
 os.environ.setdefault("ENGINE_THREADS", "1")
 os.environ.setdefault("STREAM_RESUME_GRACE_S", "0")
+from tests.holding import HELD_ENV  # noqa: E402
+
+for _name, _value in HELD_ENV.items():
+    os.environ.setdefault(_name, _value)
 
 from chatsite.settings import *  # noqa: E402,F403
 

@@ -41,6 +41,7 @@ from inference.validation import (
 
 if TYPE_CHECKING:
     from inference.demo import DemoModel
+    from inference.demo_adapters import DemoAdapterSpec
 
 DEMO_BASE_NAME = "patchbay-demo-base"
 INCOMING = ".incoming"
@@ -198,6 +199,26 @@ def demo_adapters_register(demo: DemoModel) -> list[Adapter]:
                 "source": "demo model",
             },
         )
+        adapters.append(adapter)
+    return adapters
+
+
+def trained_demo_adapters_register(specs: tuple[DemoAdapterSpec, ...]) -> list[Adapter]:
+    """Register the default model's committed demo adapters once, validated like any import.
+
+    Later starts only put back files that went missing: an admin's edits (name, description,
+    enabled, visibility) stay as they are.
+    """
+    adapters = []
+    for spec in specs:
+        adapter = Adapter.objects.filter(slug=spec.slug).first()
+        if adapter is None:
+            new = Adapter(slug=spec.slug, name=spec.name, description=spec.description)
+            adapter = adapter_register(incoming=incoming_from_dir(path=spec.path), adapter=new)
+        elif not (adapter_path(adapter) / WEIGHTS_NAME).is_file():
+            adapter_path(adapter).mkdir(parents=True, exist_ok=True)
+            for name in (CONFIG_NAME, WEIGHTS_NAME):
+                _copy_bounded(spec.path / name, adapter_path(adapter) / name)
         adapters.append(adapter)
     return adapters
 

@@ -39,7 +39,7 @@ UNSUPPORTED = (
     "typical_p",
     "response_format",
 )
-UNSUPPORTED_TRUE = ("ignore_eos_token", "watermark", "decoder_input_details")
+UNSUPPORTED_TRUE = ("watermark", "decoder_input_details")
 
 
 class Parameters(BaseModel):
@@ -57,6 +57,7 @@ class Parameters(BaseModel):
     top_p: float | None = Field(default=None, gt=0, le=1)
     details: bool = True
     return_k_alternatives: int | None = Field(default=None, le=0)
+    ignore_eos_token: bool | None = False
 
 
 class GenerateRequest(BaseModel):
@@ -186,6 +187,7 @@ def _params(parameters: Parameters) -> GenerationParams:
             top_p=parameters.top_p,
             seed=parameters.seed,
             stop=parameters.stop or None,
+            ignore_eos=bool(parameters.ignore_eos_token),
         )
     except ValueError as exc:
         raise ChatError(

@@ -65,6 +65,7 @@ class CompletionRequest(BaseModel):
     stop: str | list[str] | None = None
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
     n: int | None = Field(default=None, ge=1, le=1)
+    ignore_eos: bool = False  # vLLM's extension (`extra_body`): run to the token limit
 
     def params(self) -> GenerationParams:
         stop = [self.stop] if isinstance(self.stop, str) else self.stop
@@ -74,6 +75,7 @@ class CompletionRequest(BaseModel):
             top_p=self.top_p,
             seed=self.seed,
             stop=stop or None,
+            ignore_eos=self.ignore_eos,
         )
 
 

@@ -23,6 +23,9 @@ class GenerationParams(BaseModel):
     stop: list[Annotated[str, Field(min_length=1, max_length=100)]] | None = Field(
         default=None, max_length=4
     )
+    # Run to max_tokens past end-of-turn tokens (benchmarks; vLLM's `ignore_eos`, LoRAX's
+    # `ignore_eos_token`).
+    ignore_eos: bool = False
 
 
 class ChatSend(BaseModel):

@@ -71,6 +71,9 @@ class ParametersSerializer(serializers.Serializer):
         child=StrictCharField(min_length=1, max_length=100, trim_whitespace=False),
         required=False, allow_null=True, max_length=4,
     )
+    ignore_eos = serializers.BooleanField(
+        required=False, help_text="Run to max_tokens past end-of-turn tokens (benchmarks)."
+    )
 
 
 class SendSerializer(serializers.Serializer):

@@ -395,6 +395,7 @@ def _sampling(params: GenerationParams, adapter: AdapterDefaults) -> SamplingPar
         top_p=defaults.top_p if params.top_p is None else params.top_p,
         seed=params.seed,
         stop=tuple(params.stop or ()),
+        ignore_eos=params.ignore_eos,
     )
 
 

@@ -7,12 +7,13 @@ README) are taken again as the tests pass.
 import json
 import os
 import re
+import time
 
 import pytest
-from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import expect
 
 from tests.e2e.servers import ROOT
+from tests.holding import HELD
 
 pytestmark = pytest.mark.e2e
 
@@ -76,36 +77,27 @@ def test_it_streams_an_answer_progressively_from_the_chosen_adapter(visit):
     shot(page, "chat")
 
 
-def catch_an_answer_live(page, act, tries: int = 4):
-    """Start answers until `act` catches one still live: the demo model may end any answer
-    early, so a single attempt could race it. Returns what `act` returns."""
-    for attempt in range(tries):
-        send(page, f"Tell me a long story, part {attempt + 1}.")
-        expect(last_answer(page).get_by_test_id("message-body")).not_to_be_empty()
-        caught = act()
-        if caught:
-            return caught
-        wait_until_done(page)
-    pytest.fail(f"every answer ended before the test could act ({tries} tries)")
+def send_held(page, text: str = "Tell me a long story.") -> None:
+    """Send a message whose answer the test's socket route holds open (`RoutedSocket`)."""
+    send(page, text)
+    expect(last_answer(page).get_by_test_id("message-body")).not_to_be_empty()
+
+
+def stop_the_answer(page) -> None:
+    page.get_by_test_id("stop").click()
+    wait_until_done(page, "stopped")
 
 
 def test_it_stops_keeps_the_partial_answer_and_shows_it_after_a_reload(visit):
     person = visit()
     person.sign_up("bea")
     page = person.page
+    RoutedSocket(page, hold=True)
+    page.reload()
+    person.wait_until_connected()
 
-    def stop():
-        button = page.get_by_test_id("stop")
-        try:
-            button.click(timeout=2_000)
-        except PlaywrightTimeoutError:  # the answer ended first and the button went away
-            return False
-        expect(last_answer(page)).to_have_attribute(
-            "data-status", re.compile("complete|stopped"), timeout=30_000
-        )
-        return last_answer(page).get_attribute("data-status") == "stopped"
-
-    catch_an_answer_live(page, stop)
+    send_held(page)
+    stop_the_answer(page)
     partial = last_answer(page).get_by_test_id("message-body").text_content()
 
     page.reload()
@@ -125,36 +117,45 @@ def test_it_goes_on_with_a_live_answer_after_a_reload(visit):
     person = visit()
     person.sign_up("cy")
     page = person.page
+    RoutedSocket(page, hold=True)
+    page.reload()
+    person.wait_until_connected()
+    send_held(page)
 
-    def reload():
-        with page.expect_response(re.compile(r"/messages/$")) as response:
-            page.reload()
-        data = response.value.json()
-        saved = (data if isinstance(data, list) else data["results"])[-1]
-        return saved if saved["status"] in ("pending", "streaming") else None
+    with page.expect_response(re.compile(r"/messages/$")) as response:
+        page.reload()
+    data = response.value.json()
+    saved = (data if isinstance(data, list) else data["results"])[-1]
+    assert saved["status"] in ("pending", "streaming")
 
-    saved = catch_an_answer_live(page, reload)
-    wait_until_done(page)
-    after = last_answer(page).get_by_test_id("message-body").text_content()
-    assert after.startswith(saved["content"].strip())
-    assert len(after) > len(saved["content"])
-    expect(last_answer(page).get_by_test_id("message-meta")).to_contain_text("tokens/s")
+    body = last_answer(page).get_by_test_id("message-body")
+    expect(body).to_have_text(re.compile(re.escape(saved["content"].strip()[:40]) + ".{20,}", re.S))
+    stop_the_answer(page)
+    assert body.text_content().startswith(saved["content"].strip())
 
 
-class DroppableSocket:
+class RoutedSocket:
     """Routes the page's socket through the test, recording what the server sends, so that
-    the test can cut the connection as a network drop would."""
+    the test can cut the connection as a network drop would. With `hold`, every chat.send
+    asks for an answer held open until the test stops it (tests/holding.py)."""
 
-    def __init__(self, page):
+    def __init__(self, page, hold: bool = False):
         self.events: list[dict] = []
         self.routes = []
+        self.hold = hold
         page.route_web_socket(re.compile(r"/ws/chat/$"), self._route)
 
     def _route(self, page_side) -> None:
         server_side = page_side.connect_to_server()
         server_side.on_message(lambda message: self._from_server(page_side, message))
-        page_side.on_message(server_side.send)
+        page_side.on_message(lambda message: server_side.send(self._from_page(message)))
         self.routes.append((page_side, server_side))
+
+    def _from_page(self, message: str) -> str:
+        frame = json.loads(message)
+        if self.hold and frame.get("type") == "chat.send":
+            frame["params"] = {**frame.get("params", {}), **HELD}
+        return json.dumps(frame)
 
     def _from_server(self, page_side, message) -> None:
         self.events.append(json.loads(message))
@@ -165,8 +166,12 @@ class DroppableSocket:
         server_side.close()
         page_side.close(code=4000, reason="network drop")
 
-    def ended(self) -> bool:
-        return any(event["type"] == "inference.end" for event in self.events[-3:])
+    def until_more_tokens(self, message_id: int, than: int, page, within: float = 30) -> None:
+        """Wait (letting the page run) until more than `than` characters of tokens came."""
+        deadline = time.monotonic() + within
+        while len(self.tokens(message_id)) <= than:
+            assert time.monotonic() < deadline, "no token came after the reconnect"
+            page.wait_for_timeout(50)
 
     def tokens(self, message_id: int) -> str:
         return "".join(
@@ -179,21 +184,17 @@ def test_it_reconnects_after_a_drop_and_resumes_without_gaps(visit, server):
     person = visit()
     person.sign_up("dora")
     page = person.page
-    socket = DroppableSocket(page)
+    socket = RoutedSocket(page, hold=True)
     page.reload()
     person.wait_until_connected()
-
-    def drop():
-        if socket.ended():
-            return None
-        socket.drop()
-        return True
-
-    catch_an_answer_live(page, drop)
-    wait_until_done(page)
-    expect(page.locator("#connection-notice")).to_be_hidden()
-    assert len(socket.routes) == 2
+    send_held(page)
     message_id = int(last_answer(page).get_attribute("data-message-id"))
+
+    socket.drop()
+    expect(page.locator("#connection-notice")).to_be_hidden()
+    socket.until_more_tokens(message_id, than=len(socket.tokens(message_id)), page=page)
+    stop_the_answer(page)
+    assert len(socket.routes) == 2
     conversation_id = re.search(r"/c/(\d+)/$", page.url).group(1)
     saved = page.request.get(f"{server.base_url}/api/v1/conversations/{conversation_id}/messages/")
     data = saved.json()

@@ -30,6 +30,20 @@ class Answer:
         return self.text
 
 
+async def until(condition, within: float = 30) -> bool:
+    """Poll an async `condition` until it holds, with a deadline generous for a busy machine."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not await condition():
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True
+
+
+async def content_is(message_id: int, text: str) -> bool:
+    return (await saved(message_id)).content == text
+
+
 @database_sync_to_async
 def live_answers(owner, count: int) -> list[int]:
     conversation = Conversation.objects.create(owner=owner)
@@ -51,11 +65,10 @@ async def test_it_saves_every_live_answer_whose_text_grew_each_tick(owner, monke
     checkpoints.watch(second)
 
     first.text, second.text = "the river", "a bridge"
-    await asyncio.sleep(0.3)
+    assert await until(lambda: content_is(first.message_id, "the river"))
     first.text = "the river runs"
-    await asyncio.sleep(0.3)
+    assert await until(lambda: content_is(first.message_id, "the river runs"))
 
-    assert (await saved(first.message_id)).content == "the river runs"
     assert (await saved(second.message_id)).content == "a bridge"
     assert (await saved(first.message_id)).status == "streaming"
     assert first.ticks >= 2 and second.ticks >= 2
@@ -81,14 +94,15 @@ async def test_it_stops_when_no_answer_is_live_and_starts_again_for_the_next(own
     answer = Answer((await live_answers(owner, 1))[0])
     checkpoints.watch(answer)
     checkpoints.forget(answer)
-    await asyncio.sleep(0.15)
-    assert checkpoints._here().task.done()
+
+    async def checkpointer_stopped():
+        return checkpoints._here().task.done()
+
+    assert await until(checkpointer_stopped)
 
     answer.text = "later"
     checkpoints.watch(answer)
-    await asyncio.sleep(0.15)
-
-    assert (await saved(answer.message_id)).content == "later"
+    assert await until(lambda: content_is(answer.message_id, "later"))
     checkpoints.forget(answer)
 
 

@@ -7,6 +7,7 @@ import pytest
 
 from chatsite.chat.models import Conversation, Message
 from chatsite.chat.services import generations_interrupt_orphans
+from tests.holding import HELD
 
 pytestmark = pytest.mark.django_db
 
@@ -39,15 +40,15 @@ async def test_an_answer_whose_client_left_while_it_was_starting_ends_interrupte
 
     starting = asyncio.create_task(streaming.start(
         user=owner, conversation_id=None, content="Long",
-        adapter_slug=None, params=GenerationParams(max_tokens=400, temperature=0.8, seed=3),
+        adapter_slug=None, params=GenerationParams(**HELD),
     ))
     await asyncio.sleep(0)  # the start is under way: recording the exchange
     starting.cancel()  # the client goes away now
     with pytest.raises(asyncio.CancelledError):
         await starting
 
-    answer = None
-    for _ in range(200):
+    answer, deadline = None, asyncio.get_running_loop().time() + 60
+    while asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(0.05)
         answer = await sync_to_async(Message.objects.filter(role="assistant").first)()
         if answer is not None and answer.status not in Message.LIVE_STATUSES:

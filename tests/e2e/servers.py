@@ -14,6 +14,8 @@ from urllib.parse import urlparse
 
 import requests
 
+from tests.holding import HELD_ENV
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -64,14 +66,15 @@ def server_env(database_url: str, model_dir: Path, **extra) -> dict:
         ENGINE_THREADS="1",
         SECRET_KEY="e2e-test-secret-key-" + "k" * 32,
         STREAM_RESUME_GRACE_S="0",
+        **HELD_ENV,
     )
     env.update(extra)
     return env
 
 
-def manage(env: dict, *args: str) -> None:
-    subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True,
-                   capture_output=True, timeout=300)
+def manage(env: dict, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True,
+                          capture_output=True, text=True, timeout=timeout)
 
 
 class Server:

@@ -14,11 +14,11 @@ import openai
 import pytest
 import requests
 
+from tests.holding import HELD, HELD_TOKENS
 from tests.e2e.servers import daphne, manage, scratch_database, server_env, sign_up
 from tests.settings import TEST_MODEL_DIR
 
 pytestmark = pytest.mark.e2e
-LONG = 400  # tokens: long enough to cut an answer off mid-way
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,6 @@ def live_server_url(demo_model, tmp_path_factory):
             database_url,
             TEST_MODEL_DIR,
             API_RATE_LIMIT="100000/minute",
-            MAX_NEW_TOKENS=str(LONG),
             DEFAULT_MAX_NEW_TOKENS="16",
         )
         manage(env, "migrate", "--noinput")
@@ -189,7 +188,8 @@ def test_it_keeps_the_text_as_interrupted_when_an_openai_stream_is_dropped(alice
     stream = openai_client(alice).chat.completions.create(
         model="demo-poet",
         messages=[{"role": "user", "content": "On and on"}],
-        max_tokens=LONG,
+        max_tokens=HELD_TOKENS,
+        extra_body={"ignore_eos": True},
         stream=True,
     )
     seen = ""
@@ -202,9 +202,7 @@ def test_it_keeps_the_text_as_interrupted_when_an_openai_stream_is_dropped(alice
 
 
 def test_it_keeps_the_text_as_interrupted_when_a_waiting_client_gives_up(alice):
-    # A seed whose answer runs to the limit, so that it is still going when the client gives up.
-    body = {"model": "base", "messages": [{"role": "user", "content": "Long"}], "max_tokens": LONG,
-            "seed": 3, "temperature": 0.8}
+    body = {"model": "base", "messages": [{"role": "user", "content": "Long"}], **HELD}
     with pytest.raises(requests.Timeout):
         requests.post(
             f"{alice.base_url}/v1/chat/completions", json=body, headers=alice.headers, timeout=0.5
@@ -263,7 +261,7 @@ def test_it_reports_lorax_errors_the_way_the_client_maps_them(alice, live_server
     with pytest.raises(lorax.errors.NotFoundError):
         client.generate("Hi", adapter_id="no-such-adapter")
     with pytest.raises(lorax.errors.ValidationError):
-        client.generate("Hi", max_new_tokens=LONG + 1)
+        client.generate("Hi", max_new_tokens=HELD_TOKENS + 1)
     with pytest.raises(lorax.errors.ValidationError):
         list(client.generate_stream("Hi", top_k=5))
     anonymous = lorax.Client(f"{live_server_url}/lorax")
@@ -304,8 +302,7 @@ def test_it_resumes_after_last_event_id_with_every_later_event_once(alice):
 
 
 def test_it_keeps_the_text_as_interrupted_when_the_sse_client_leaves(alice):
-    # A seed whose answer runs to the limit, so that it is still going when the client leaves.
-    sent = alice.send("Long", parameters={"max_tokens": LONG, "seed": 3, "temperature": 0.8})
+    sent = alice.send("Long", parameters=HELD)
     response = alice.get(sent["stream"], stream=True)
     seen, frames = "", 0
     for line in response.iter_lines(decode_unicode=True):
@@ -318,14 +315,11 @@ def test_it_keeps_the_text_as_interrupted_when_the_sse_client_leaves(alice):
 
     saved = alice.wait_for_status(sent["message"], statuses=("interrupted", "complete"))
     assert saved["status"] == "interrupted"
-    assert saved["content"].startswith(seen) and len(saved["content"]) < 10 * LONG
+    assert saved["content"].startswith(seen) and saved["usage"]["completion_tokens"] < HELD_TOKENS
 
 
 def test_it_stops_a_native_answer(alice):
-    # A seed whose answer runs to the limit: on a quiet machine a short one ends on its own
-    # before any Stop could reach it.
-    sent = alice.send("Tell me a very long story.",
-                      parameters={"max_tokens": LONG, "seed": 3, "temperature": 0.8})
+    sent = alice.send("Tell me a very long story.", parameters=HELD)
     with alice.get(sent["stream"], stream=True) as response:
         lines = response.iter_lines(decode_unicode=True)  # kept: dropping it closes the stream
         next(line for line in lines if "inference.token" in line)
@@ -334,12 +328,12 @@ def test_it_stops_a_native_answer(alice):
 
     assert stopped.status_code == 200
     saved = alice.wait_for_status(sent["message"])
-    assert saved["status"] == "stopped" and saved["usage"]["completion_tokens"] < LONG
+    assert saved["status"] == "stopped" and saved["usage"]["completion_tokens"] < HELD_TOKENS
 
 
 def test_it_refuses_more_than_four_generations_at_once_with_retry_after(live_server_url):
     carol = Account(live_server_url, "api-carol")
-    running = [carol.send("Long", max_tokens=LONG)["message"] for _ in range(4)]
+    running = [carol.send("Long", parameters=HELD)["message"] for _ in range(4)]
     conversation = carol.post("/api/v1/conversations/", {}).json()["id"]
 
     refused = carol.post(f"/api/v1/conversations/{conversation}/messages/", {"content": "One more"})

@@ -9,6 +9,7 @@ import websockets
 
 from tests.e2e.clients import messages, open_socket, socket_url, until_end
 from tests.e2e.servers import local_deployment, sign_up
+from tests.holding import HELD
 from tests.settings import TEST_MODEL_DIR
 
 pytestmark = pytest.mark.e2e
@@ -44,14 +45,14 @@ def test_it_keeps_the_text_when_the_tab_closes_mid_answer(live_server_url):
     async def chat_and_leave():
         ws = await open_socket(live_server_url, session)
         await ws.send(json.dumps({"type": "chat.send", "content": "A long story, please.",
-                                  "params": {"max_tokens": 1000, "seed": 2}}))
+                                  "params": HELD}))
         start = json.loads(await ws.recv())
         tokens = [json.loads(await ws.recv()) for _ in range(3)]
         await ws.close()
         return start, "".join(t["payload"]["text"] for t in tokens)
 
     start, seen = asyncio.run(chat_and_leave())
-    deadline = time.monotonic() + 2
+    deadline = time.monotonic() + 30
     while True:
         answer = messages(session, live_server_url, start["payload"]["conversation"])[-1]
         if answer["status"] == "interrupted" or time.monotonic() > deadline:

@@ -28,6 +28,7 @@ from tests.e2e.servers import (
     server_env,
     sign_up,
 )
+from tests.holding import HELD
 from tests.settings import TEST_MODEL_DIR
 
 pytestmark = pytest.mark.e2e
@@ -119,7 +120,7 @@ async def test_it_stops_the_upstream_stream_and_keeps_the_partial_text(servers):
     ws = await open_socket(web, session)
     try:
         await ws.send(chat_frame("Tell me about rivers.", adapter="demo-chef",
-                                 params={"max_tokens": 1000}))
+                                 params=HELD))
         events = [await receive(ws), await receive(ws)]  # start, the first token
         await ws.send(json.dumps({"type": "chat.stop", "message": events[0]["payload"]["message"]}))
         events += await until_end(ws, timeout=60)

@@ -25,3 +25,18 @@ def test_it_ends_the_prompt_inside_the_unfinished_answer(base):
 def test_it_opens_a_new_answer_by_default(base):
     turns = (ChatTurn("user", "once"),)
     assert decoded(base, GenerationRequest(id="n", messages=turns)).endswith("<|end|><|assistant|>")
+
+
+def test_it_continues_an_answer_into_exactly_the_uninterrupted_text(engine):
+    from tests.inference.helpers import QUESTION, chat, run
+
+    whole = run(engine, chat(max_new_tokens=24, ignore_eos=True)).text
+    first = run(engine, chat(max_new_tokens=9, ignore_eos=True)).text
+    turns = (*QUESTION, ChatTurn("assistant", first))
+    rest = run(engine, GenerationRequest(
+        id="continue-join", messages=turns, continue_final_message=True,
+        params=chat(max_new_tokens=15, ignore_eos=True).params,
+    )).text
+
+    assert first and rest
+    assert first + rest == whole

@@ -79,3 +79,14 @@ def test_it_keeps_the_spaces_of_a_word_level_tokenizer(demo_model):
     deltas = stream_deltas(tokenizer, ids)
 
     assert deltas == ["the", " river", ",", " and", " bright", " stone", ".", ""]
+
+
+def test_it_keeps_the_first_space_when_decoding_against_shown_context(demo_model):
+    tokenizer = AutoTokenizer.from_pretrained(demo_model.base_dir)
+    shown = tokenizer("the river", add_special_tokens=False).input_ids
+    more = tokenizer(" and bright stone", add_special_tokens=False).input_ids
+
+    detokenizer = IncrementalDetokenizer(tokenizer, context=shown)
+    deltas = [detokenizer.push(token_id) for token_id in more] + [detokenizer.flush()]
+
+    assert "".join(deltas) == " and bright stone"  # the context itself is never sent again

@@ -90,10 +90,11 @@ def test_it_repeats_a_sampled_answer_for_the_same_seed(engine):
 
 
 def test_it_refuses_a_prompt_that_does_not_fit_the_context(engine):
-    stream = run(engine, chat(max_new_tokens=2048))
+    context = engine.base.max_positions
+    stream = run(engine, chat(max_new_tokens=context))
 
     assert stream.failure.code == "context_too_long"
-    assert "2048" in stream.failure.message
+    assert str(context) in stream.failure.message
     assert stream.finish.reason == "error"
     assert stream.started is None and stream.deltas == []
 

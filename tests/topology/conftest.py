@@ -80,7 +80,7 @@ def deployment(tmp_path, *, workers: int = 1, **settings):
         env = server_env(
             database_url, TEST_MODEL_DIR,
             INFERENCE_MODE="celery", REDIS_URL=REDIS_URL, STREAM_RESUME_GRACE_S="10",
-            MAX_NEW_TOKENS="2000", **settings,
+            **settings,
         )
         manage(env, "migrate", "--noinput")
         manage(env, "make_demo_model")

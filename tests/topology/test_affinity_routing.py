@@ -9,6 +9,7 @@ import requests
 
 from chatsite.chat import tokenlog
 from tests.e2e.servers import sign_up
+from tests.holding import HELD
 from tests.topology.conftest import deployment, routing_name
 from tests.topology.test_celery_streaming import wait_for
 from tests.topology.test_sse_resume import events
@@ -31,14 +32,14 @@ def pair(demo_model, tmp_path_factory):
 
 
 # --- helpers ------------------------------------------------------------------------------------
-def ask(stack, session, adapter: str | None, max_tokens: int = 12) -> int:
+def ask(stack, session, adapter: str | None, parameters=None) -> int:
     """Send a message in a new conversation through the API; the answer's id."""
     headers = {"X-CSRFToken": session.cookies["csrftoken"], "Referer": f"{stack.base_url}/"}
     api = f"{stack.base_url}/api/v1"
     conversation = session.post(f"{api}/conversations/", json={"adapter": adapter}, headers=headers)
     sent = session.post(
         f"{api}/conversations/{conversation.json()['id']}/messages/",
-        json={"content": "Hello!", "parameters": {"max_tokens": max_tokens, "temperature": 0}},
+        json={"content": "Hello!", "parameters": parameters or {"max_tokens": 12, "temperature": 0}},
         headers=headers,
     )
     assert sent.status_code == 201, sent.text
@@ -90,7 +91,7 @@ def held_by_one(stack, session) -> tuple[str, str]:
     message_id = ask(stack, session, adapter)
     assert ended(stack, session, message_id)["status"] == "complete"
     holder = routed_to(stack, message_id)
-    assert wait_for(lambda: adapter in held(stack)[holder], within=5)
+    assert wait_for(lambda: adapter in held(stack)[holder], within=30)
     return adapter, holder
 
 
@@ -120,7 +121,7 @@ def test_it_sends_a_request_to_the_worker_holding_its_adapter(pair):
 
 def test_it_sends_an_adapter_nobody_holds_to_the_least_busy_worker(pair):
     session = sign_up(pair.base_url, "pia")
-    busy = ask(pair, session, "demo-chef", max_tokens=2000)
+    busy = ask(pair, session, "demo-chef", parameters=HELD)
     busy_worker = routed_to(pair, busy)
     nobodys = next(a for a in ADAPTERS if not any(a in h for h in held(pair).values()))
 
@@ -139,7 +140,7 @@ def test_it_routes_to_the_survivor_once_a_dead_workers_record_is_stale(pair):
     victim, survivor = alive(pair)
     victim.kill()
     try:
-        assert wait_for(lambda: routing_name(victim) not in held(pair), within=5)
+        assert wait_for(lambda: routing_name(victim) not in held(pair), within=30)
 
         ids = [ask(pair, session, adapter) for adapter in (*ADAPTERS[:2], None)]
 
@@ -160,7 +161,7 @@ def test_it_ends_an_answer_stranded_on_the_queue_of_a_worker_that_died(pair):
         stranded = ask(pair, session, adapter)
         assert routed_to(pair, stranded) == holder
 
-        answer = ended(pair, session, stranded, within=LOST_AFTER_S + 6)
+        answer = ended(pair, session, stranded, within=LOST_AFTER_S + 30)
 
         assert answer["status"] == "error"
         assert answer["error"]["code"] == "worker_lost"

@@ -9,6 +9,7 @@ import pytest
 
 from tests.e2e.clients import chat_frame, message, open_socket, receive, text_of, until_end
 from tests.e2e.servers import daphne, sign_up
+from tests.holding import HELD, HELD_TOKENS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.services, pytest.mark.timeout(400)]
 
@@ -22,11 +23,10 @@ def wait_for(check, within: float, every: float = 0.1):
         time.sleep(every)
 
 
-async def start_chat(base_url, session, tokens: int, timeout: float = 30, **params):
-    """Send a message, read the start and `tokens` tokens; returns (ws, start, seen)."""
+async def start_chat(base_url, session, tokens: int, timeout: float = 30, params=HELD):
+    """Send a message, read the start and `tokens` tokens; returns (ws, start, seen).
+    By default the answer is held open until the test ends it (tests/holding.py)."""
     ws = await open_socket(base_url, session)
-    # Greedy: the demo model never ends this answer early by itself (it runs to max_tokens).
-    params = {"max_tokens": 400, "temperature": 0, **params}
     await ws.send(chat_frame("Tell me a long story.", params=params))
     start = await receive(ws, timeout)
     assert start["type"] == "inference.start", start
@@ -56,7 +56,8 @@ def test_it_resumes_over_a_new_socket_without_gap_or_duplicate(stack):
     session = sign_up(stack.base_url, "jack")
 
     async def chat_drop_and_resume():
-        ws, start, seen = await start_chat(stack.base_url, session, 3, max_tokens=80)
+        ws, start, seen = await start_chat(stack.base_url, session, 3,
+                                           params={"max_tokens": 80, "temperature": 0})
         await ws.close()
         async with await open_socket(stack.base_url, session) as again:
             resume = {"type": "chat.follow", "message": start["payload"]["message"], "resume": 3}
@@ -97,7 +98,7 @@ def test_it_interrupts_fifty_dropped_clients_and_keeps_each_prefix(stack, tmp_pa
 
         async def drop_after(tokens: int):
             # 50 answers share one worker's 16 slots: the last ones wait several waves.
-            ws, start, seen = await start_chat(base_url, session, tokens, timeout=180, max_tokens=1000)
+            ws, start, seen = await start_chat(base_url, session, tokens, timeout=180)
             await ws.close()
             return start["payload"], text_of(seen)
 
@@ -118,9 +119,10 @@ def test_it_interrupts_fifty_dropped_clients_and_keeps_each_prefix(stack, tmp_pa
 
         wait_for(lambda: not still_live(), within=60, every=0.1)
         took = time.monotonic() - dropped_at
-        assert took <= grace + 2, f"generations still ran {took:.1f} s after the last client left"
+        # Held answers would run for minutes: ending within this bound is the grace at work.
+        assert took <= grace + 20, f"generations still ran {took:.1f} s after the last client left"
         for start, seen in dropped:
             saved = message(session, base_url, start["conversation"], start["message"])
             assert saved["status"] == "interrupted", saved
             assert saved["content"].startswith(seen)
-            assert saved["usage"]["completion_tokens"] < 1000
+            assert saved["usage"]["completion_tokens"] < HELD_TOKENS

@@ -9,6 +9,7 @@ from tests.e2e.clients import message, receive, text_of
 from tests.e2e.servers import daphne_server, sign_up, wait_until_healthy
 from tests.topology.test_celery_streaming import start_chat, wait_for
 
+WORKER_LOST_AFTER_S = 15  # the default, which the `stack` deployment keeps
 pytestmark = [pytest.mark.e2e, pytest.mark.services, pytest.mark.timeout(400)]
 
 
@@ -16,10 +17,12 @@ def test_it_reports_a_killed_worker_and_serves_again_after_a_restart(stack):
     session = sign_up(stack.base_url, "max")
 
     async def chat_while_worker_dies():
-        ws, start, seen = await start_chat(stack.base_url, session, 3, max_tokens=1500)
-        deadline = time.monotonic() + 1.0  # long enough for a checkpoint to land
-        while time.monotonic() < deadline:
-            seen.append(await receive(ws))
+        ws, start, seen = await start_chat(stack.base_url, session, 3)
+        answer = start["payload"]
+        # Kill only once a checkpoint has landed, so there is saved text to keep.
+        assert await asyncio.to_thread(
+            wait_for, lambda: message(session, stack.base_url, answer["conversation"],
+                                      answer["message"])["content"], within=60)
         stack.worker.kill()
         killed_at = time.monotonic()
         events = []
@@ -36,15 +39,16 @@ def test_it_reports_a_killed_worker_and_serves_again_after_a_restart(stack):
     errors = [e for e in after if e["type"] == "inference.error"]
     assert [e["payload"]["code"] for e in errors] == ["worker_lost"]
     assert after[-1]["type"] == "inference.end" and after[-1]["payload"]["reason"] == "error"
-    assert took < 20
+    assert took < WORKER_LOST_AFTER_S + 30  # the reaper's silence limit, with room for a busy machine
     saved = message(session, stack.base_url, start["payload"]["conversation"], start["payload"]["message"])
     assert saved["status"] == "error"
     assert saved["error"]["code"] == "worker_lost"
     assert saved["content"], "the last checkpoint was lost"
-    assert text_of(seen).startswith(saved["content"])
+    assert (text_of(seen) + text_of(after)).startswith(saved["content"])
 
     async def chat_again():
-        ws, again, _ = await start_chat(stack.base_url, session, 1, max_tokens=5)
+        ws, again, _ = await start_chat(stack.base_url, session, 1,
+                                        params={"max_tokens": 5, "temperature": 0})
         events = []
         while not events or events[-1]["type"] != "inference.end":
             events.append(await receive(ws))
@@ -62,7 +66,7 @@ def test_it_never_leaves_an_answer_streaming_when_daphne_dies(stack, tmp_path):
     session = sign_up(base_url, "nora")
 
     async def chat():
-        ws, start, seen = await start_chat(base_url, session, 3, max_tokens=1000)
+        ws, start, seen = await start_chat(base_url, session, 3)
         return start["payload"], text_of(seen)
 
     start, seen = asyncio.run(chat())
@@ -72,6 +76,6 @@ def test_it_never_leaves_an_answer_streaming_when_daphne_dies(stack, tmp_path):
         saved = message(session, stack.base_url, start["conversation"], start["message"])
         return saved if saved["status"] in ("complete", "interrupted") else None
 
-    saved = wait_for(settled, within=15, every=0.25)
+    saved = wait_for(settled, within=60, every=0.25)
     assert saved, "the answer was left live after its web process died"
     assert saved["content"].startswith(seen)
