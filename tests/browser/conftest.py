@@ -32,6 +32,12 @@ PASSWORD = "correct horse battery"
 # Long enough to see an answer grow and to stop it; a reload within this many seconds resumes.
 RESUME_GRACE_S = "20"
 ANSWER_TOKENS = "240"  # the default length the page asks for: quick, yet long enough to act mid-way
+# With UPDATE_SCREENSHOTS=1 the pictures show real answers: the server runs the default model
+# (SmolLM2-135M-Instruct and its demo adapters) instead of the tiny random one.
+REAL_MODEL = os.environ.get("UPDATE_SCREENSHOTS") == "1"
+# The two adapters the tests pick, as (slug, name).
+ADAPTERS = (("pirate", "Pirate"), ("json", "JSON")) if REAL_MODEL else (
+    ("demo-poet", "Demo Poet"), ("demo-chef", "Demo Chef"))
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +77,12 @@ def server(demo_model, tmp_path_factory):
             database_url, TEST_MODEL_DIR,
             STREAM_RESUME_GRACE_S=RESUME_GRACE_S, DEFAULT_MAX_NEW_TOKENS=ANSWER_TOKENS,
         )
+        if REAL_MODEL:
+            env.update(BASE_MODEL=str(TEST_MODEL_DIR / "smollm2-135m-instruct"),
+                       ADAPTERS_DIR=str(tmp_path / "adapters"), ENGINE_THREADS="2",
+                       DEFAULT_MAX_NEW_TOKENS="96")
         manage(env, "migrate", "--noinput")
-        manage(env, "make_demo_model")
+        manage(env, "get_default_model" if REAL_MODEL else "make_demo_model", timeout=900)
         with daphne(env, tmp_path / "daphne.log") as base_url:
             wait_for_the_model(base_url)
             yield Server(base_url, env)
@@ -95,7 +105,7 @@ class Visit:
     def __init__(self, browser, server: Server, **context_options):
         self.server = server
         self.context = browser.new_context(**context_options)
-        self.context.set_default_timeout(15_000)
+        self.context.set_default_timeout(30_000)  # generous: the machine may be busy
         self.page = self.context.new_page()
         self.requests: list[str] = []
         self.dialogs: list[str] = []

@@ -12,6 +12,7 @@ import time
 import pytest
 from playwright.sync_api import expect
 
+from tests.browser.conftest import ADAPTERS
 from tests.e2e.servers import ROOT
 from tests.holding import HELD
 
@@ -60,7 +61,7 @@ def test_it_streams_an_answer_progressively_from_the_chosen_adapter(visit):
     person.sign_up("ada")
     page = person.page
     page.get_by_text("Adapter & system prompt").click()
-    page.get_by_test_id("adapter-picker").select_option("demo-poet")
+    page.get_by_test_id("adapter-picker").select_option(ADAPTERS[0][0])
     expect(page.get_by_test_id("adapter-description")).not_to_be_empty()
     page.evaluate(WATCH_LENGTHS)
     send(page, "Write me a poem about **rivers**.")
@@ -70,7 +71,7 @@ def test_it_streams_an_answer_progressively_from_the_chosen_adapter(visit):
     assert len(lengths) >= 3, f"the answer did not grow progressively: {sorted(lengths)}"
     assert re.search(r"/c/\d+/$", page.url)
     meta = last_answer(page).get_by_test_id("message-meta")
-    expect(meta).to_contain_text("Demo Poet")
+    expect(meta).to_contain_text(ADAPTERS[0][1])
     expect(meta).to_contain_text(re.compile(r"\d+ tokens · first token \d+ ms · [\d.]+ tokens/s"))
     expect(page.locator(USER)).to_have_text(re.compile(r"Write me a poem about \*\*rivers\*\*\."))
     expect(page.get_by_test_id("conversation-list")).to_contain_text("Write me a poem")
@@ -252,14 +253,14 @@ def test_it_switches_adapters_within_a_conversation_and_remembers_the_choice(vis
     expect(last_answer(page).get_by_test_id("message-meta")).to_contain_text("Base model")
 
     page.get_by_text("Adapter & system prompt").click()
-    page.get_by_test_id("adapter-picker").select_option("demo-chef")
+    page.get_by_test_id("adapter-picker").select_option(ADAPTERS[1][0])
     expect(page.locator("#settings-status")).to_have_text("Saved.")
     send(page, "Hello, chef.")
     wait_until_done(page)
-    expect(last_answer(page).get_by_test_id("message-meta")).to_contain_text("Demo Chef")
+    expect(last_answer(page).get_by_test_id("message-meta")).to_contain_text(ADAPTERS[1][1])
 
     page.reload()
-    expect(page.get_by_test_id("adapter-picker")).to_have_value("demo-chef")
+    expect(page.get_by_test_id("adapter-picker")).to_have_value(ADAPTERS[1][0])
     expect(page.locator(ANSWER).first.get_by_test_id("message-meta")).to_contain_text("Base model")
 
 

@@ -35,7 +35,7 @@ class ChatSocket:
     async def chat(self, content: str, **fields) -> None:
         await self.send(type="chat.send", content=content, **fields)
 
-    async def receive(self, timeout: float = 10) -> dict:
+    async def receive(self, timeout: float = 30) -> dict:
         return json.loads(await self.communicator.receive_from(timeout=timeout))
 
     async def until_end(self, timeout: float = 30) -> list[dict]:

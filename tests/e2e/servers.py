@@ -19,12 +19,6 @@ from tests.holding import HELD_ENV
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 
 
@@ -78,17 +72,18 @@ def manage(env: dict, *args: str, timeout: float = 300) -> subprocess.CompletedP
 
 
 class Server:
-    """A server process of ours, with its log, that a test may also kill."""
+    """A server process of ours, with its log, that a test may also kill. `listener`: a
+    socket it inherits and serves on."""
 
-    def __init__(self, args: list[str], env: dict, log_path: Path):
-        self.args, self.env, self.log_path = args, env, log_path
+    def __init__(self, args: list[str], env: dict, log_path: Path, listener: socket.socket | None = None):
+        self.args, self.env, self.log_path, self.listener = args, env, log_path, listener
         self.process: subprocess.Popen | None = None
 
     def start(self) -> "Server":
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [sys.executable, *self.args], cwd=ROOT, env=self.env, stdout=log,
-            stderr=subprocess.STDOUT,
+            stderr=subprocess.STDOUT, pass_fds=(self.listener.fileno(),) if self.listener else (),
         )
         log.close()
         return self
@@ -105,6 +100,8 @@ class Server:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.kill()
+        if self.listener:
+            self.listener.close()
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -120,9 +117,14 @@ def running(server: Server):
 
 
 def daphne_server(env: dict, log_path: Path) -> tuple[Server, str]:
-    port = free_port()
-    args = ["-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "chatsite.asgi:application"]
-    return Server(args, env, log_path), f"http://127.0.0.1:{port}"
+    """Daphne on a port the OS chose: the test binds it and Daphne inherits the socket, so no
+    other process can take the port between choosing and serving (and a restart keeps it)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1024)
+    port = listener.getsockname()[1]
+    args = ["-m", "daphne", "--fd", str(listener.fileno()), "chatsite.asgi:application"]
+    return Server(args, env, log_path, listener), f"http://127.0.0.1:{port}"
 
 
 @contextmanager
@@ -134,7 +136,7 @@ def daphne(env: dict, log_path: Path):
 
 
 def wait_until_healthy(base_url: str, process: subprocess.Popen, log_path: Path) -> None:
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180  # a busy machine starts torch slowly
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"daphne exited early:\n{log_path.read_text()}")

@@ -71,7 +71,7 @@ class Account:
         return response.json()
 
     def wait_for_status(self, message_id: int, statuses=("complete", "stopped", "interrupted")):
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60
         while True:
             message = self.get(f"/api/v1/messages/{message_id}/").json()
             if message["status"] in statuses or time.monotonic() > deadline:
