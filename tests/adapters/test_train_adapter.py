@@ -74,6 +74,8 @@ def test_it_refuses_settings_that_cannot_train(tmp_path, adapters_dir):
         train(data, "--targets", "no_such_proj")
     with pytest.raises(CommandError, match="--no-register needs --output"):
         train(data, "--no-register")
+    with pytest.raises(CommandError, match="--slug 'no good'"):
+        call_command("train_adapter", data, "--slug", "no good")
 
 
 def test_it_learns_only_the_last_answer(demo_model):

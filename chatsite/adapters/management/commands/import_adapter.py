@@ -1,11 +1,9 @@
 from pathlib import Path
 
-from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
+from chatsite.adapters.management.registering import check_slug, register_dir
 from chatsite.adapters.models import Adapter
-from chatsite.adapters.services import adapter_register, incoming_from_dir
-from inference.errors import AdapterError
 
 
 class Command(BaseCommand):
@@ -31,23 +29,10 @@ class Command(BaseCommand):
             enabled=not disabled,
             visibility=Adapter.Visibility.STAFF if staff_only else Adapter.Visibility.PUBLIC,
         )
-        self._check_slug(adapter)
-        try:
-            incoming = incoming_from_dir(path=directory)
-            adapter = adapter_register(incoming=incoming, adapter=adapter)
-        except AdapterError as error:
-            raise CommandError(f"Adapter rejected: {error.message}") from None
-        for warning in incoming.report.warnings:
-            self.stderr.write(f"Warning: {warning}")
+        check_slug(adapter)
+        adapter = register_dir(directory, adapter, self.stderr)
         state = "enabled" if adapter.enabled else "disabled"
         self.stdout.write(
             f"Registered {adapter.slug} ({state}, {adapter.get_visibility_display().lower()}, "
             f"rank {adapter.rank}) at {adapter.location}."
         )
-
-    def _check_slug(self, adapter: Adapter) -> None:
-        try:
-            adapter.clean_fields(exclude=["location", "name"])
-        except ValidationError as error:
-            problem = " ".join(error.messages)
-            raise CommandError(f"Adapter rejected: --slug {adapter.slug!r}: {problem}") from None

@@ -6,9 +6,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
+from chatsite.adapters.management.registering import check_slug, register_dir
 from chatsite.adapters.models import Adapter
-from chatsite.adapters.services import adapter_register, incoming_from_dir
-from inference.errors import AdapterError
 from inference.training import TrainingError, TrainingSettings, read_chats, train_lora
 
 DEFAULTS = TrainingSettings()
@@ -67,7 +66,9 @@ class Command(BaseCommand):
         slug = options["slug"]
         if Adapter.objects.filter(slug=slug).exists():
             raise CommandError(f"An adapter with slug {slug!r} is already registered.")
-        return Adapter(slug=slug, name=options["name"] or slug, description=options["description"])
+        adapter = Adapter(slug=slug, name=options["name"] or slug, description=options["description"])
+        check_slug(adapter)  # before training, not after minutes of it
+        return adapter
 
     def _inputs(self, options):
         try:
@@ -99,11 +100,5 @@ class Command(BaseCommand):
             bar.close()
 
     def _register(self, folder: Path, adapter: Adapter) -> None:
-        try:
-            incoming = incoming_from_dir(path=folder)
-            adapter = adapter_register(incoming=incoming, adapter=adapter)
-        except AdapterError as error:
-            raise CommandError(f"Adapter rejected: {error.message}") from None
-        for warning in incoming.report.warnings:
-            self.stderr.write(f"Warning: {warning}")
+        adapter = register_dir(folder, adapter, self.stderr)
         self.stdout.write(f"Registered {adapter.slug} (rank {adapter.rank}) at {adapter.location}.")
