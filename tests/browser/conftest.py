@@ -17,6 +17,7 @@ import pytest
 from websockets.sync.client import connect
 
 from tests.e2e.servers import ROOT, daphne, manage, scratch_database, server_env, sign_up
+from tests.holding import HELD
 from tests.settings import TEST_MODEL_DIR
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -38,6 +39,8 @@ REAL_MODEL = os.environ.get("UPDATE_SCREENSHOTS") == "1"
 # The two adapters the tests pick, as (slug, name).
 ADAPTERS = (("pirate", "Pirate"), ("json", "JSON")) if REAL_MODEL else (
     ("demo-poet", "Demo Poet"), ("demo-chef", "Demo Chef"))
+# An answer held open (tests/holding.py); the real model reads at most 8192 positions.
+HOLD = {**HELD, "max_tokens": 4000} if REAL_MODEL else HELD
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +50,9 @@ def chromium():
         if os.environ.get("REQUIRE_SERVICES") == "1":
             pytest.fail(message)
         pytest.skip(message)
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=30_000)  # generous, as for the pages: the machine may be busy
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)

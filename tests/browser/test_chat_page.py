@@ -12,9 +12,8 @@ import time
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import ADAPTERS
+from tests.browser.conftest import ADAPTERS, HOLD
 from tests.e2e.servers import ROOT
-from tests.holding import HELD
 
 pytestmark = pytest.mark.e2e
 
@@ -98,6 +97,8 @@ def test_it_stops_keeps_the_partial_answer_and_shows_it_after_a_reload(visit):
     person.wait_until_connected()
 
     send_held(page)
+    # Stop once a few lines have come (a held answer would go on for minutes).
+    expect(last_answer(page).get_by_test_id("message-body")).to_have_text(re.compile(r".{120,}", re.S))
     stop_the_answer(page)
     partial = last_answer(page).get_by_test_id("message-body").text_content()
 
@@ -155,7 +156,7 @@ class RoutedSocket:
     def _from_page(self, message: str) -> str:
         frame = json.loads(message)
         if self.hold and frame.get("type") == "chat.send":
-            frame["params"] = {**frame.get("params", {}), **HELD}
+            frame["params"] = {**frame.get("params", {}), **HOLD}
         return json.dumps(frame)
 
     def _from_server(self, page_side, message) -> None:
