@@ -70,12 +70,24 @@ def routing_name(worker: Server) -> str:
     return f"{socket.gethostname()}:{worker.process.pid}"
 
 
+# What a deployment keeps in Redis: its token logs and worker records, Celery's queues and
+# bindings. Only these are removed before a run, never the rest of the shared server.
+DEPLOYMENT_KEYS = ("patchbay:*", "gpu", "gpu.*", "celery", "_kombu.*", "unacked*")
+
+
+def forget_earlier_deployments(client: redis.Redis) -> None:
+    """Keys an earlier (perhaps killed) run left, whose queued tasks would reach new workers."""
+    for pattern in DEPLOYMENT_KEYS:
+        for key in client.scan_iter(match=pattern):
+            client.delete(key)
+
+
 @contextmanager
 def deployment(tmp_path, *, workers: int = 1, **settings):
     """PostgreSQL, Redis db 14, a reaper, `workers` Celery workers and Daphne, in celery mode."""
     require_service("PostgreSQL", POSTGRES_URL)
     require_service("Redis", REDIS_URL)
-    redis.Redis.from_url(REDIS_URL).flushdb()
+    forget_earlier_deployments(redis.Redis.from_url(REDIS_URL))
     with scratch_database(tmp_path, postgres=True) as database_url:
         env = server_env(
             database_url, TEST_MODEL_DIR,
