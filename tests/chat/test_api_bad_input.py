@@ -65,6 +65,7 @@ def chat(**fields):
         (chat(max_tokens=10**6), 400, "bad_request", "max_tokens"),
         (chat(stop=["x"] * 5), 400, "bad_request", "stop"),
         (chat(n=2), 400, "bad_request", "n"),
+        (chat(ignore_eos="yes"), 400, "bad_request", "ignore_eos"),
         (chat(model="no-such-adapter"), 404, "model_not_found", "model"),
         (chat(messages=[{"role": "user", "content": "x" * 40000}]), 400, "context_too_long", None),
     ],
@@ -108,6 +109,7 @@ def generate(**parameters):
         (generate(top_k=5), 422, "validation"),
         (generate(adapter_source="s3"), 422, "validation"),
         (generate(best_of=2), 422, "validation"),
+        (generate(ignore_eos_token="sure"), 422, "validation"),
         (generate(adapter_id="no-such-adapter"), 404, "not_found"),
     ],
 )
@@ -141,6 +143,7 @@ def test_it_answers_post_lorax_exactly_without_a_slash_redirect(call):
         ({"content": "Hi", "parameters": {"max_tokens": 0}}, "bad_request"),
         ({"content": "Hi", "parameters": {"max_tokens": 10**6}}, "bad_request"),
         ({"content": "Hi", "parameters": {"temperature": 9}}, "bad_request"),
+        ({"content": "Hi", "parameters": {"ignore_eos": "maybe"}}, "bad_request"),
         ({"content": "   "}, "invalid_content"),
         ({"content": "x" * 40000}, "invalid_content"),
     ],
