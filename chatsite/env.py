@@ -14,10 +14,12 @@ from django.core.exceptions import ImproperlyConfigured
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from inference import default_model
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
 # SmolLM2-135M-Instruct, made by `manage.py get_default_model` (inference/default_model.py).
-DEFAULT_BASE_MODEL = str(VAR_DIR / "models" / "smollm2-135m-instruct")
+DEFAULT_BASE_MODEL = str(VAR_DIR / "models" / default_model.DIR_NAME)
 
 
 class Environment(BaseSettings):

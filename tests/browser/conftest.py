@@ -17,6 +17,7 @@ import pytest
 from websockets.sync.client import connect
 
 from tests.e2e.servers import ROOT, daphne, manage, scratch_database, server_env, sign_up
+from inference.default_model import DIR_NAME
 from tests.holding import HELD
 from tests.settings import TEST_MODEL_DIR
 
@@ -83,7 +84,7 @@ def server(demo_model, tmp_path_factory):
             STREAM_RESUME_GRACE_S=RESUME_GRACE_S, DEFAULT_MAX_NEW_TOKENS=ANSWER_TOKENS,
         )
         if REAL_MODEL:
-            env.update(BASE_MODEL=str(TEST_MODEL_DIR / "smollm2-135m-instruct"),
+            env.update(BASE_MODEL=str(TEST_MODEL_DIR / DIR_NAME),
                        ADAPTERS_DIR=str(tmp_path / "adapters"), ENGINE_THREADS="2",
                        DEFAULT_MAX_NEW_TOKENS="96")
         manage(env, "migrate", "--noinput")

@@ -50,6 +50,18 @@ class ChatSocket:
         await self.communicator.disconnect()
 
 
+async def wait_for_status(message_id: int, statuses, within: float):
+    """The message once its status is one of `statuses` (or as it is after `within` s)."""
+    from chatsite.chat.models import Message
+
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        message = await database_sync_to_async(Message.objects.get)(pk=message_id)
+        if message.status in statuses or asyncio.get_running_loop().time() > deadline:
+            return message
+        await asyncio.sleep(0.05)
+
+
 def text_of(events: list[dict]) -> str:
     return "".join(e["payload"]["text"] for e in events if e["type"] == "inference.token")
 

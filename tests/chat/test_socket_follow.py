@@ -1,13 +1,11 @@
 """chat.follow: a reloaded page or a second tab picks up an answer, without gaps or repeats."""
 
-import asyncio
-
 import pytest
 from channels.db import database_sync_to_async
 
 from chatsite.chat import generation
 from chatsite.chat.models import Message
-from tests.chat.conftest import text_of, types_of
+from tests.chat.conftest import text_of, types_of, wait_for_status
 from tests.holding import HELD
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -19,16 +17,6 @@ async def start_and_read(socket, count: int, params=LONG) -> tuple[int, list[dic
     await socket.chat("Tell me a story.", params=params)
     events = [await socket.receive() for _ in range(count + 1)]
     return events[0]["payload"]["message"], events
-
-
-async def ended(message_id: int, within: float) -> Message:
-    """The message once it is no longer live (or as it is when `within` seconds have passed)."""
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        saved = await database_sync_to_async(Message.objects.get)(pk=message_id)
-        if saved.status not in Message.LIVE_STATUSES or asyncio.get_running_loop().time() > deadline:
-            return saved
-        await asyncio.sleep(0.05)
 
 
 async def test_it_lets_a_second_socket_follow_a_live_answer_from_the_start(owner, socket_for):
@@ -71,7 +59,7 @@ async def test_it_cancels_when_nobody_comes_back_within_the_grace_period(
     message_id, seen = await start_and_read(first, 2, params=HELD)
     await first.close()
 
-    saved = await ended(message_id, within=30)
+    saved = await wait_for_status(message_id, {Message.Status.INTERRUPTED}, within=30)
     assert saved.status == Message.Status.INTERRUPTED
     assert saved.content.startswith(text_of(seen))
 

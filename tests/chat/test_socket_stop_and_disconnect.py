@@ -1,12 +1,10 @@
 """A cut stream keeps the text generated so far, with an honest status."""
 
-import asyncio
-
 import pytest
 from channels.db import database_sync_to_async
 
 from chatsite.chat.models import Message
-from tests.chat.conftest import text_of
+from tests.chat.conftest import text_of, wait_for_status
 from tests.holding import HELD
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -17,15 +15,6 @@ LONG = HELD
 @database_sync_to_async
 def saved(message_id: int) -> Message:
     return Message.objects.get(pk=message_id)
-
-
-async def wait_for_status(message_id: int, statuses, within: float) -> Message:
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        message = await saved(message_id)
-        if message.status in statuses or asyncio.get_running_loop().time() > deadline:
-            return message
-        await asyncio.sleep(0.05)
 
 
 async def first_tokens(socket, count: int) -> tuple[int, str]:

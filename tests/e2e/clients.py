@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import time
 
+import requests
 import websockets
+
+from tests.e2e.servers import sign_up
 
 
 def socket_url(base_url: str) -> str:
@@ -46,3 +51,45 @@ def messages(session, base_url: str, conversation_id: int) -> list[dict]:
 
 def message(session, base_url: str, conversation_id: int, message_id: int) -> dict:
     return next(m for m in messages(session, base_url, conversation_id) if m["id"] == message_id)
+
+
+class Account:
+    """A person signed up through the site, with a key made on the API keys page."""
+
+    def __init__(self, base_url: str, username: str):
+        self.base_url = base_url
+        self.session = sign_up(base_url, username)
+        page = self.session.post(
+            f"{base_url}/accounts/keys/",
+            data={"name": "tests", "csrfmiddlewaretoken": self.session.cookies["csrftoken"]},
+            headers={"Referer": f"{base_url}/accounts/keys/"},
+        )
+        self.key = re.search(r'id="new-api-key">([^<]+)<', page.text).group(1)
+        self.headers = {"Authorization": f"Bearer {self.key}"}
+
+    def get(self, path: str, headers=None, **kwargs):
+        return requests.get(
+            self.base_url + path, headers=headers or self.headers, timeout=30, **kwargs
+        )
+
+    def post(self, path: str, body=None, **kwargs):
+        return requests.post(
+            self.base_url + path, json=body, headers=self.headers, timeout=30, **kwargs
+        )
+
+    def send(self, content: str = "Hello!", max_tokens: int = 8, **fields) -> dict:
+        conversation = self.post("/api/v1/conversations/", {}).json()["id"]
+        response = self.post(
+            f"/api/v1/conversations/{conversation}/messages/",
+            {"content": content, "parameters": {"max_tokens": max_tokens, "seed": 1}, **fields},
+        )
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    def wait_for_status(self, message_id: int, statuses=("complete", "stopped", "interrupted")):
+        deadline = time.monotonic() + 60
+        while True:
+            message = self.get(f"/api/v1/messages/{message_id}/").json()
+            if message["status"] in statuses or time.monotonic() > deadline:
+                return message
+            time.sleep(0.05)

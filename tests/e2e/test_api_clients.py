@@ -7,15 +7,15 @@ import json
 import re
 import subprocess
 import sys
-import time
 
 import lorax
 import openai
 import pytest
 import requests
 
-from tests.holding import HELD, HELD_TOKENS
+from tests.e2e.clients import Account
 from tests.e2e.servers import daphne, manage, scratch_database, server_env, sign_up
+from tests.holding import HELD, HELD_TOKENS
 from tests.settings import TEST_MODEL_DIR
 
 pytestmark = pytest.mark.e2e
@@ -35,48 +35,6 @@ def live_server_url(demo_model, tmp_path_factory):
         manage(env, "make_demo_model")
         with daphne(env, tmp_path / "daphne.log") as base_url:
             yield base_url
-
-
-class Account:
-    """A person signed up through the site, with a key made on the API keys page."""
-
-    def __init__(self, base_url: str, username: str):
-        self.base_url = base_url
-        self.session = sign_up(base_url, username)
-        page = self.session.post(
-            f"{base_url}/accounts/keys/",
-            data={"name": "tests", "csrfmiddlewaretoken": self.session.cookies["csrftoken"]},
-            headers={"Referer": f"{base_url}/accounts/keys/"},
-        )
-        self.key = re.search(r'id="new-api-key">([^<]+)<', page.text).group(1)
-        self.headers = {"Authorization": f"Bearer {self.key}"}
-
-    def get(self, path: str, headers=None, **kwargs):
-        return requests.get(
-            self.base_url + path, headers=headers or self.headers, timeout=30, **kwargs
-        )
-
-    def post(self, path: str, body=None, **kwargs):
-        return requests.post(
-            self.base_url + path, json=body, headers=self.headers, timeout=30, **kwargs
-        )
-
-    def send(self, content: str = "Hello!", max_tokens: int = 8, **fields) -> dict:
-        conversation = self.post("/api/v1/conversations/", {}).json()["id"]
-        response = self.post(
-            f"/api/v1/conversations/{conversation}/messages/",
-            {"content": content, "parameters": {"max_tokens": max_tokens, "seed": 1}, **fields},
-        )
-        assert response.status_code == 201, response.text
-        return response.json()
-
-    def wait_for_status(self, message_id: int, statuses=("complete", "stopped", "interrupted")):
-        deadline = time.monotonic() + 60
-        while True:
-            message = self.get(f"/api/v1/messages/{message_id}/").json()
-            if message["status"] in statuses or time.monotonic() > deadline:
-                return message
-            time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")

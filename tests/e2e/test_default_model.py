@@ -12,8 +12,9 @@ import re
 import pytest
 from transformers import AutoTokenizer
 
+from inference.default_model import DIR_NAME
 from inference.demo_adapters.data import HELD_OUT
-from tests.e2e.clients import chat_frame, message, open_socket, receive, text_of, until_end
+from tests.e2e.clients import Account, chat_frame, message, open_socket, text_of, until_end
 from tests.e2e.servers import daphne, manage, scratch_database, server_env, sign_up
 from tests.settings import TEST_MODEL_DIR
 
@@ -29,7 +30,7 @@ SENTENCE_END = re.compile(r"[.!?](\s|$)")
 def smollm2(tmp_path_factory):
     """A local-mode Daphne serving SmolLM2 (converted once per machine) and the demo adapters."""
     tmp_path = tmp_path_factory.mktemp("smollm2")
-    model_dir = TEST_MODEL_DIR / "smollm2-135m-instruct"
+    model_dir = TEST_MODEL_DIR / DIR_NAME
     with scratch_database(tmp_path) as database_url:
         env = server_env(database_url, TEST_MODEL_DIR, BASE_MODEL=str(model_dir),
                          ADAPTERS_DIR=str(tmp_path / "adapters"), ENGINE_THREADS="2")
@@ -180,8 +181,6 @@ def set_system_prompt(env: dict, slug: str, text: str) -> None:
 
 @pytest.fixture(scope="module")
 def account(smollm2):
-    from tests.e2e.test_api_clients import Account
-
     return Account(smollm2[0], "integrator")
 
 

@@ -10,7 +10,6 @@ from inference.default_model import (
     NAME,
     ModelSetupError,
     ensure_default_model,
-    is_ready,
 )
 from inference.demo_adapters import SPECS
 from inference.errors import AdapterError
@@ -31,11 +30,10 @@ class Command(BaseCommand):
                 f"BASE_MODEL={target} holds another model; refusing to overwrite it. Unset "
                 f"BASE_MODEL to use the default ({DEFAULT_BASE_MODEL})."
             )
-        if not is_ready(target):
-            try:
-                ensure_default_model(target, target.parent / "downloads", say=self.stdout.write)
-            except ModelSetupError as error:
-                raise CommandError(str(error)) from None
+        try:
+            ensure_default_model(target, target.parent / "downloads", say=self.stdout.write)
+        except ModelSetupError as error:
+            raise CommandError(str(error)) from None
         try:
             adapters = trained_demo_adapters_register(SPECS)
         except AdapterError as error:
