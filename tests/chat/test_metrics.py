@@ -1,5 +1,6 @@
 """/metrics: who may read it, and what one streamed answer adds to it."""
 
+import os
 import socket
 import urllib.request
 
@@ -123,7 +124,7 @@ def test_it_serves_a_workers_metrics_on_its_own_port_when_asked(settings):
 
 
 def test_it_reports_the_celery_queue_depth_from_the_broker(settings, monkeypatch):
-    url = "redis://127.0.0.1:6379/12"
+    url = os.environ.get("TEST_METRICS_REDIS_URL", "redis://127.0.0.1:6379/12")
     require_service("Redis", url)
     broker = redis.Redis.from_url(url)
     queues = ("gpu", "gpu.w1", tokenlog.WORKERS_KEY)

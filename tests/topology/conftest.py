@@ -1,5 +1,6 @@
 """The production topology for real: PostgreSQL, Redis, a Celery worker, a reaper, Daphne."""
 
+import os
 import socket
 import time
 import uuid
@@ -20,7 +21,8 @@ from tests.e2e.servers import (
 )
 from tests.settings import TEST_MODEL_DIR
 
-REDIS_URL = "redis://127.0.0.1:6379/14"
+# One Redis database per suite, so two checkouts can run their suites side by side.
+REDIS_URL = os.environ.get("TEST_TOPOLOGY_REDIS_URL", "redis://127.0.0.1:6379/14")
 
 
 class Stack:
@@ -84,7 +86,7 @@ def forget_earlier_deployments(client: redis.Redis) -> None:
 
 @contextmanager
 def deployment(tmp_path, *, workers: int = 1, **settings):
-    """PostgreSQL, Redis db 14, a reaper, `workers` Celery workers and Daphne, in celery mode."""
+    """PostgreSQL, a Redis db of its own (14 by default), a reaper, `workers` Celery workers and Daphne, in celery mode."""
     require_service("PostgreSQL", POSTGRES_URL)
     require_service("Redis", REDIS_URL)
     forget_earlier_deployments(redis.Redis.from_url(REDIS_URL))
