@@ -9,17 +9,17 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from chatsite.chat.routing import websocket_urlpatterns  # noqa: E402
 from chatsite.chat.startup import warm_up  # noqa: E402
 from chatsite.middleware import ThreadPerConnection  # noqa: E402
+from chatsite.origins import SiteOriginOnly  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": ThreadPerConnection(django_asgi_app),
         "websocket": ThreadPerConnection(
-            AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+            SiteOriginOnly(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
         ),
     }
 )

@@ -19,8 +19,9 @@ def session_key(user) -> str:
 
 
 class ChatSocket:
-    def __init__(self, cookie: str | None, origin: str = "http://testserver"):
-        headers = [(b"host", b"testserver"), (b"origin", origin.encode())]
+    def __init__(self, cookie: str | None, origin: str = "http://testserver",
+                 host: str = "testserver", headers: tuple = ()):
+        headers = [(b"host", host.encode()), (b"origin", origin.encode()), *headers]
         if cookie:
             headers.append((b"cookie", f"{settings.SESSION_COOKIE_NAME}={cookie}".encode()))
         self.communicator = WebsocketCommunicator(application, "/ws/chat/", headers=headers)
