@@ -84,7 +84,7 @@ class RemoteRun:
     async def _stop(self) -> None:
         redis = tokenlog.async_client()
         await redis.set(tokenlog.stop_key(self.message_id), "1", ex=3600)
-        await redis.publish(tokenlog.CONTROL_CHANNEL, _json({"message": self.message_id, "op": "stop"}))
+        await redis.publish(tokenlog.control_channel(), _json({"message": self.message_id, "op": "stop"}))
 
     async def lease(self, watcher: str) -> None:
         await tokenlog.async_client().zadd(
@@ -176,4 +176,4 @@ class RemoteSubscription:
         message_id = self._run.message_id
         await redis.zrem(tokenlog.watchers_key(message_id), self._watcher)
         if not self._ended:
-            await redis.publish(tokenlog.CONTROL_CHANNEL, _json({"message": message_id, "op": "detached"}))
+            await redis.publish(tokenlog.control_channel(), _json({"message": message_id, "op": "detached"}))

@@ -10,7 +10,9 @@ Beside the stream:
 - `...:watchers`, a sorted set of web-side watcher ids scored by the time their lease expires;
   web processes renew leases while a client follows, so a dead web process stops counting.
 - `...:stop`, set when a user presses Stop, so a stop sent before the worker starts still counts.
-- `patchbay:control`, a pub/sub channel that wakes workers at once on stop or on a client leaving.
+- `patchbay:db<N>:control`, a pub/sub channel that wakes workers at once on stop or on a client
+  leaving. Redis pub/sub ignores the database number, so the channel's name carries it: two
+  deployments that share one Redis server on different databases never hear each other.
 - `patchbay:worker:<name>`, each worker's heartbeat, expiring when the worker goes silent.
 - `patchbay:workers` and `patchbay:workers:routed`, the routing registry (`task_routing.py`):
   what each live worker holds and how busy it is, and the tasks sent to its own queue that it
@@ -25,10 +27,15 @@ import time
 from django.conf import settings
 
 PREFIX = "patchbay"
-CONTROL_CHANNEL = f"{PREFIX}:control"
 WORKERS_KEY = f"{PREFIX}:workers"
 ROUTED_KEY = f"{PREFIX}:workers:routed"
 WATCH_LEASE_S = 6.0  # a watcher renews every WATCH_LEASE_S / 3
+
+
+def control_channel() -> str:
+    from redis.connection import parse_url
+
+    return f"{PREFIX}:db{parse_url(settings.REDIS_URL).get('db', 0)}:control"
 
 
 def stream_key(message_id: int) -> str:
@@ -84,7 +91,7 @@ def live_watchers(redis, message_id: int) -> int:
 
 
 def publish(redis, message_id: int, op: str) -> None:
-    redis.publish(CONTROL_CHANNEL, json.dumps({"message": message_id, "op": op}))
+    redis.publish(control_channel(), json.dumps({"message": message_id, "op": op}))
 
 
 # --- clients ----------------------------------------------------------------------------------

@@ -291,7 +291,7 @@ def _resident_adapters() -> list[str]:
 
 def _listen_for_control() -> None:
     pubsub = tokenlog.sync_client().pubsub(ignore_subscribe_messages=True)
-    pubsub.subscribe(tokenlog.CONTROL_CHANNEL)
+    pubsub.subscribe(tokenlog.control_channel())
     for item in pubsub.listen():
         notice = json.loads(item["data"])
         generation = _live.get(notice["message"])
