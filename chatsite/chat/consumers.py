@@ -7,6 +7,7 @@ import asyncio
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from chatsite.accounts import socket_sessions
 from chatsite.chat import envelopes, services
 from chatsite.chat.errors import ChatError
 from chatsite.chat.models import Message
@@ -32,9 +33,18 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             return
         self.follows: set[asyncio.Task] = set()
         self.subscriptions: set = set()
+        # The socket lives as long as its session does (accounts/socket_sessions.py).
+        self.session_key = self.scope["session"].session_key
+        self.session_groups = socket_sessions.groups_of(
+            session_key=self.session_key, user_id=self.user.pk
+        )
+        for group in self.session_groups:
+            await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
 
     async def disconnect(self, code):
+        for group in getattr(self, "session_groups", ()):
+            await self.channel_layer.group_discard(group, self.channel_name)
         # Close subscriptions directly: a cancellation can be swallowed by a read that is timing
         # out at the same moment (asyncio.timeout on Python 3.11), and then the answer would
         # stay watched by nobody.
@@ -44,6 +54,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             task.cancel()
 
     async def receive(self, text_data=None, bytes_data=None):
+        # Checked on every frame too: a session can end where no notice reaches this process
+        # (`manage.py changepassword` beside a local-mode server).
+        if not await self._session_valid():
+            await self._end_session()
+            return
         try:
             frame = parse_frame(text_data)
             if isinstance(frame, ChatSend):
@@ -59,6 +74,22 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         except ChatError as err:
             for envelope in envelopes.rejection(err):
                 await self.send_json(envelope)
+
+    # --- the session's end (channel-layer events from accounts/socket_sessions.py) -------------
+    async def session_end(self, event) -> None:
+        await self._end_session()
+
+    async def session_recheck(self, event) -> None:
+        if not await self._session_valid():
+            await self._end_session()
+
+    async def _session_valid(self) -> bool:
+        return await database_sync_to_async(socket_sessions.session_signs_in)(
+            session_key=self.session_key, user_id=self.user.pk
+        )
+
+    async def _end_session(self) -> None:
+        await self.close(code=socket_sessions.SESSION_ENDED, reason=socket_sessions.ENDED_REASON)
 
     async def _send(self, frame: ChatSend) -> None:
         exchange = await database_sync_to_async(services.exchange_start)(
