@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from django.core.exceptions import ImproperlyConfigured
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, IPvAnyNetwork, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from inference import default_model
@@ -29,6 +29,8 @@ class Environment(BaseSettings):
     SECRET_KEY: str | None = Field(default=None, min_length=32)
     ALLOWED_HOSTS: Annotated[list[str], NoDecode] = ["127.0.0.1", "localhost", "[::1]"]
     CSRF_TRUSTED_ORIGINS: Annotated[list[str], NoDecode] = []
+    # Proxies whose X-Forwarded-For names the client (chatsite/proxies.py): addresses or networks.
+    TRUSTED_PROXIES: Annotated[list[IPvAnyNetwork], NoDecode] = []
     PORT: int = Field(default=8000, ge=1, le=65535)
 
     DATABASE_URL: str = f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
@@ -70,7 +72,7 @@ class Environment(BaseSettings):
         default="120/minute", pattern=r"^[1-9][0-9]*/(second|minute|hour|day)$"
     )
 
-    @field_validator("ALLOWED_HOSTS", "CSRF_TRUSTED_ORIGINS", mode="before")
+    @field_validator("ALLOWED_HOSTS", "CSRF_TRUSTED_ORIGINS", "TRUSTED_PROXIES", mode="before")
     @classmethod
     def _comma_list(cls, value):
         if isinstance(value, str):

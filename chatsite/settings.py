@@ -12,6 +12,7 @@ DEBUG = ENV.DEBUG
 SECRET_KEY = secret_key(ENV.SECRET_KEY)
 ALLOWED_HOSTS = ENV.ALLOWED_HOSTS
 CSRF_TRUSTED_ORIGINS = ENV.CSRF_TRUSTED_ORIGINS
+TRUSTED_PROXIES = ENV.TRUSTED_PROXIES  # chatsite/proxies.py
 PORT = ENV.PORT
 
 INSTALLED_APPS = [
@@ -127,6 +128,8 @@ AXES_COOLOFF_TIME = 0.25  # hours
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+# The client's address, from X-Forwarded-For only when the peer is one of TRUSTED_PROXIES.
+AXES_CLIENT_IP_CALLABLE = "chatsite.proxies.client_ip"
 
 # --- HTTP hardening: on unless DEBUG ------------------------------------------------------------
 SESSION_COOKIE_SECURE = not DEBUG

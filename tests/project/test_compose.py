@@ -4,6 +4,7 @@ import json
 import shutil
 import subprocess
 import sys
+from ipaddress import ip_address, ip_network
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,3 +44,25 @@ def test_it_runs_the_web_tier_in_celery_mode_without_a_gpu():
     assert services["web"]["environment"]["INFERENCE_MODE"] == "celery"
     assert "deploy" not in services["web"]
     assert "reaper" in " ".join(services["reaper"]["command"])
+
+
+def test_it_lets_clients_reach_only_the_tls_proxy():
+    services = compose_config()["services"]
+    assert {port["target"] for port in services["proxy"]["ports"]} == {80, 443}
+    assert [name for name, service in services.items() if service.get("ports")] == ["proxy"]
+
+
+def test_it_proxies_the_site_to_daphne():
+    config = compose_config()
+    caddyfile = config["configs"]["caddyfile"]["content"]
+    assert "reverse_proxy web:8000" in caddyfile
+    assert config["services"]["proxy"]["configs"][0]["target"] == "/etc/caddy/Caddyfile"
+
+
+def test_it_trusts_forwarded_client_addresses_only_from_the_proxys_own_address():
+    config = compose_config()
+    proxy_address = config["services"]["proxy"]["networks"]["default"]["ipv4_address"]
+    subnet = config["networks"]["default"]["ipam"]["config"][0]["subnet"]
+    assert ip_address(proxy_address) in ip_network(subnet)
+    for name in ("web", "worker", "reaper"):
+        assert config["services"][name]["environment"]["TRUSTED_PROXIES"] == proxy_address

@@ -42,6 +42,7 @@ def manage(*args, **env) -> subprocess.CompletedProcess:
         ("WORKER_METRICS_PORT", "0"),
         ("ADAPTER_MAX_RANK", "sixty-four"),
         ("ADAPTER_MAX_BYTES", "2GiB"),
+        ("TRUSTED_PROXIES", "the-proxy"),
     ],
 )
 def test_it_stops_start_up_on_a_bad_value_naming_the_variable(name, value):
