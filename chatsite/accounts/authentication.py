@@ -5,7 +5,7 @@ from __future__ import annotations
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
-from chatsite.accounts.keys import bearer_secret, user_for_key
+from chatsite.accounts.keys import bearer_secret, key_for_secret
 
 BAD_KEY = "That API key is not valid; it may have been revoked. Create a new one under API keys."
 
@@ -15,10 +15,10 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         secret = bearer_secret(request.headers.get("Authorization", ""))
         if secret is None:
             return None  # no key: session authentication may still apply
-        user = user_for_key(secret) if secret else None
-        if user is None:
+        key = key_for_secret(secret) if secret else None
+        if key is None:
             raise exceptions.AuthenticationFailed(BAD_KEY)
-        return user, None
+        return key.user, key  # request.auth: the key, so its streams can end with it
 
     def authenticate_header(self, request):
         # Makes DRF answer 401 (not 403) to a call without credentials.

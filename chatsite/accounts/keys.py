@@ -12,6 +12,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 
+from chatsite.accounts import key_revocation
 from chatsite.accounts.models import ApiKey
 
 KEY_PREFIX = "pb_"
@@ -30,19 +31,23 @@ def api_key_create(*, user, name: str = "") -> tuple[ApiKey, str]:
 
 
 def api_key_revoke(*, user, key_id: int) -> bool:
-    return bool(
+    """Revoke the key: calls with it get 401 from now on, and the streams it opened end."""
+    revoked = bool(
         ApiKey.objects.filter(user=user, pk=key_id, revoked_at__isnull=True).update(
             revoked_at=timezone.now()
         )
     )
+    if revoked:
+        key_revocation.announce_revoked(key_id)
+    return revoked
 
 
 def api_keys_of(user):
     return ApiKey.objects.filter(user=user)
 
 
-def user_for_key(secret: str):
-    """The active user a live key belongs to, else None."""
+def key_for_secret(secret: str) -> ApiKey | None:
+    """The live key of an active user with this secret (its user loaded), else None."""
     key = (
         ApiKey.objects.select_related("user")
         .filter(hashed=_hash(secret), revoked_at__isnull=True, user__is_active=True)
@@ -53,7 +58,7 @@ def user_for_key(secret: str):
     now = timezone.now()
     if key.last_used_at is None or now - key.last_used_at > LAST_USED_EVERY:
         ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
-    return key.user
+    return key
 
 
 def bearer_secret(authorization: str) -> str | None:

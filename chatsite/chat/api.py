@@ -179,7 +179,10 @@ class MessageStream(APIView):
     )
     def get(self, request, pk: int):
         message = selectors.message_of(request.user, pk, role=Message.Role.ASSISTANT)
-        return streaming.sse_response(streaming.native_sse(message, after=_last_event_id(request)))
+        key_id = getattr(request.auth, "pk", None)  # None: a signed-in session, not a key
+        return streaming.sse_response(
+            streaming.native_sse(message, after=_last_event_id(request), key_id=key_id)
+        )
 
 
 @api_view

@@ -17,7 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
 from chatsite.accounts.authentication import BAD_KEY
-from chatsite.accounts.keys import bearer_secret, user_for_key
+from chatsite.accounts.keys import bearer_secret, key_for_secret
 from chatsite.chat.errors import ChatError
 from chatsite.chat.streaming import RETRY_AFTER_S
 from chatsite.chat.throttling import ApiRateThrottle
@@ -26,6 +26,7 @@ NO_KEY = "Send an API key as “Authorization: Bearer <key>”; create one under
 
 STATUS_OF_CODE = {
     "not_authenticated": 401,
+    "key_revoked": 401,
     "forbidden": 403,
     "not_found": 404,
     "unknown_adapter": 404,
@@ -57,10 +58,11 @@ async def key_user(request):
     secret = bearer_secret(request.headers.get("Authorization", ""))
     if not secret:
         raise ChatError("not_authenticated", NO_KEY)
-    user = await sync_to_async(user_for_key)(secret)
-    if user is None:
+    key = await sync_to_async(key_for_secret)(secret)
+    if key is None:
         raise ChatError("not_authenticated", BAD_KEY)
-    request.user = user
+    request.user = user = key.user
+    request.auth = key  # as DRF does: its streams end when it is revoked
     throttle = ApiRateThrottle()
     if not await sync_to_async(throttle.allow_request)(request, None):
         err = ChatError("rate_limited", "Too many requests; slow down and try again shortly.")

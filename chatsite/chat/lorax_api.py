@@ -133,8 +133,8 @@ async def _generate(request, *, stream: bool | None, as_array: bool):
     except ChatError as err:
         return error_response(err)
     if body.stream if stream is None else stream:
-        return streaming.sse_response(_events(body, exchange))
-    events = await streaming.until_end(run)
+        return streaming.sse_response(_events(body, exchange, request.auth.pk))
+    events = await streaming.until_end(run, key_id=request.auth.pk)
     failure = streaming.error_of(events) or _incomplete(streaming.end_of(events))
     if failure is not None:
         return error_response(failure)
@@ -238,12 +238,13 @@ def _stream_details(body: GenerateRequest, end: dict) -> dict:
     }
 
 
-async def _events(body: GenerateRequest, exchange):
+async def _events(body: GenerateRequest, exchange, key_id: int):
     """One event per token; the last one also carries the whole text and the details. A token
     is held back until the next event says whether it was the last."""
     held = None
     parts = []
-    async with aclosing(streaming.follow(exchange.assistant_message)) as events:
+    follow = streaming.follow(exchange.assistant_message, key_id=key_id, started=True)
+    async with aclosing(follow) as events:
         async for _, envelope in events:
             kind = envelope["type"] if envelope else None
             if envelope is None:

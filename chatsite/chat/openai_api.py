@@ -103,8 +103,8 @@ async def chat_completions(request):
             )
         return error_response(err)
     if body.stream:
-        return streaming.sse_response(_chunks(body, exchange))
-    events = await streaming.until_end(run)
+        return streaming.sse_response(_chunks(body, exchange, request.auth.pk))
+    events = await streaming.until_end(run, key_id=request.auth.pk)
     failure = streaming.error_of(events)
     if failure is not None:
         return error_response(failure)
@@ -183,11 +183,12 @@ def _completion(body: CompletionRequest, exchange, events: list[dict]) -> dict:
     }
 
 
-async def _chunks(body: CompletionRequest, exchange):
+async def _chunks(body: CompletionRequest, exchange, key_id: int):
     """chat.completion.chunk events, then usage if asked for, then [DONE]."""
     chunk = _chunk_maker(body, exchange)
     yield streaming.sse_data(chunk({"role": "assistant", "content": ""}))
-    async with aclosing(streaming.follow(exchange.assistant_message)) as events:
+    follow = streaming.follow(exchange.assistant_message, key_id=key_id, started=True)
+    async with aclosing(follow) as events:
         async for _, envelope in events:
             kind = envelope["type"] if envelope else None
             if envelope is None:

@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from django.http import StreamingHttpResponse
 
+from chatsite.accounts import key_revocation
 from chatsite.chat import envelopes, selectors, services
 from chatsite.chat.errors import ChatError
 from chatsite.chat.generation import GenerationRun, generation_run, run_of
@@ -27,6 +28,7 @@ from chatsite.chat.generation import GenerationRun, generation_run, run_of
 KEEPALIVE_S = 10.0
 # How long a client refused for too many generations should wait before trying again.
 RETRY_AFTER_S = 5
+KEY_REVOKED = ChatError("key_revoked", key_revocation.REVOKED_MESSAGE)
 
 
 def exchange_start_limited(starter=services.exchange_start, **fields) -> services.Exchange:
@@ -98,48 +100,64 @@ async def _stop(message_id: int) -> None:
         run.stop()
 
 
-async def follow(message, after: int = -1) -> AsyncIterator[tuple[int, dict | None]]:
+async def follow(
+    message, after: int = -1, *, key_id: int | None = None, started: bool = False
+) -> AsyncIterator[tuple[int, dict | None]]:
     """(position, envelope) for every event after `after`, then the live tail; (−1, None)
     stands for a keep-alive. Leaving (the client went away) closes the subscription, so the
-    run's disconnect policy applies. Without a live log, the saved message is replayed whole."""
+    run's disconnect policy applies. Without a live log, the saved message is replayed whole.
+
+    `key_id`: the API key the stream was opened with. Once it is revoked the stream stops the
+    answer if it `started` it, sends a `key_revoked` error (at the last position: it is no event
+    of the answer's log) and ends."""
     run = run_of(message.pk)
     if run is None:
         for position, envelope in enumerate(envelopes.from_saved(message)):
             yield position, envelope
         return
+    async with aclosing(_follow_run(run, after, key_id, started)) as events:
+        async for item in events:
+            yield item
+
+
+async def _follow_run(run, after: int, key_id: int | None, started: bool):
     subscription = run.subscribe(after)
     position = after
     try:
-        while True:
-            try:
-                # Not asyncio.wait_for: on Python 3.11 it can swallow a cancellation that
-                # arrives as the next event does, and a client that left would then be
-                # streamed to until the end instead of interrupting the run.
-                async with asyncio.timeout(KEEPALIVE_S):
-                    envelope = await subscription.__anext__()
-            except TimeoutError:
-                yield -1, None
-                continue
-            except StopAsyncIteration:
-                return
-            position += 1
-            yield position, envelope
+        async with key_revocation.watching(key_id) as watch:
+            while not watch.revoked:
+                try:
+                    # Not asyncio.wait_for: on Python 3.11 it can swallow a cancellation that
+                    # arrives as the next event does, and a client that left would then be
+                    # streamed to until the end instead of interrupting the run.
+                    async with asyncio.timeout(KEEPALIVE_S) as wait:
+                        with watch.waking(wait):
+                            envelope = await subscription.__anext__()
+                except TimeoutError:
+                    if not watch.revoked:
+                        yield -1, None
+                    continue
+                except StopAsyncIteration:
+                    return
+                position += 1
+                yield position, envelope
+            if started:
+                run.stop()
+            yield position, envelopes.error(KEY_REVOKED, message=run.message_id)
     finally:
         subscription.close()
 
 
-async def until_end(run: GenerationRun) -> list[dict]:
-    """Every envelope of a run, for answers that are not streamed."""
-    subscription = run.subscribe()
-    try:
-        return [envelope async for envelope in subscription]
-    finally:
-        subscription.close()
+async def until_end(run: GenerationRun, *, key_id: int | None = None) -> list[dict]:
+    """Every envelope of a run, for answers that are not streamed; with `key_id`, as `follow`
+    when that key is revoked (the run is stopped, the last envelope is the `key_revoked` error)."""
+    async with aclosing(_follow_run(run, -1, key_id, True)) as events:
+        return [envelope async for _, envelope in events if envelope is not None]
 
 
-async def native_sse(message, after: int = -1) -> AsyncIterator[bytes]:
+async def native_sse(message, after: int = -1, key_id: int | None = None) -> AsyncIterator[bytes]:
     """PROTOCOLS.md §1 SSE framing of `follow`."""
-    async with aclosing(follow(message, after)) as events:
+    async with aclosing(follow(message, after, key_id=key_id)) as events:
         async for position, envelope in events:
             if envelope is None:
                 yield b": keep-alive\n\n"

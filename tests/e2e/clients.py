@@ -67,6 +67,18 @@ class Account:
         self.key = re.search(r'id="new-api-key">([^<]+)<', page.text).group(1)
         self.headers = {"Authorization": f"Bearer {self.key}"}
 
+    def revoke_key(self) -> None:
+        """Revoke the key on the API keys page, as its owner would."""
+        page = self.session.get(f"{self.base_url}/accounts/keys/")
+        key_id = re.search(r"/accounts/keys/(\d+)/revoke/", page.text).group(1)
+        response = self.session.post(
+            f"{self.base_url}/accounts/keys/{key_id}/revoke/",
+            data={"csrfmiddlewaretoken": self.session.cookies["csrftoken"]},
+            headers={"Referer": f"{self.base_url}/accounts/keys/"},
+            allow_redirects=False,
+        )
+        assert response.status_code == 302, response.text
+
     def get(self, path: str, headers=None, **kwargs):
         return requests.get(
             self.base_url + path, headers=headers or self.headers, timeout=30, **kwargs
