@@ -1,19 +1,23 @@
 """An open socket ends with its session: logout, a password change, the user deactivated or
 deleted. It closes with code 4401 and a reason in words (a live Daphne: tests/e2e/test_sessions_live.py)."""
 
+import os
+
 import pytest
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.sessions.models import Session
-from django.test import Client
+from django.test import Client, override_settings
 
 from chatsite.accounts.socket_sessions import ENDED_REASON, SESSION_ENDED
 from tests.chat.conftest import ChatSocket
+from tests.conftest import require_service
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
 PASSWORD = "correct horse battery"
 CLOSED = {"type": "websocket.close", "code": SESSION_ENDED, "reason": ENDED_REASON}
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
 async def signed_in(user) -> Client:
@@ -106,3 +110,17 @@ async def test_it_acts_on_no_frame_once_the_session_is_gone_without_a_notice(own
     await socket.chat("am I still in?")
 
     assert await closing(socket) == CLOSED
+
+
+@pytest.mark.services
+async def test_it_reaches_the_socket_through_the_redis_channel_layer_of_celery_mode(owner, demo_adapters):
+    require_service("Redis", REDIS_URL)
+    redis_layer = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
+                               "CONFIG": {"hosts": [REDIS_URL]}}}
+    with override_settings(CHANNEL_LAYERS=redis_layer):
+        browser = await signed_in(owner)
+        socket = await socket_of(browser)
+
+        await database_sync_to_async(browser.post)("/accounts/logout/")
+
+        assert await closing(socket) == CLOSED
