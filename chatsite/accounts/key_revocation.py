@@ -36,27 +36,19 @@ def announce_revoked(key_id: int) -> None:
 
 
 class Watch:
-    """Whether the stream's key has been revoked; wakes the stream's current wait when it is."""
+    """Whether the stream's key has been revoked. `wait`: the stream's current wait for its
+    next event; a revocation ends it at once, as its timeout would (no task per event racing
+    the notice)."""
 
     def __init__(self):
         self.revoked = False
-        self._wait: asyncio.Timeout | None = None
-
-    @contextlib.contextmanager
-    def waking(self, wait: asyncio.Timeout):
-        """While the stream waits for its next event under `wait`, a revocation ends the wait
-        at once (as its timeout would), instead of a task per event racing the notice."""
-        self._wait = wait
-        try:
-            yield
-        finally:
-            self._wait = None
+        self.wait: asyncio.Timeout | None = None
 
     def revoke(self) -> None:
         self.revoked = True
-        if self._wait is not None:
-            with contextlib.suppress(RuntimeError):  # already expiring: the stream wakes anyway
-                self._wait.reschedule(asyncio.get_running_loop().time())
+        if self.wait is not None:
+            with contextlib.suppress(RuntimeError):  # that wait is over: the stream checks anyway
+                self.wait.reschedule(asyncio.get_running_loop().time())
 
 
 @contextlib.asynccontextmanager

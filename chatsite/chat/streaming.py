@@ -129,10 +129,10 @@ async def _follow_run(run, after: int, key_id: int | None, started: bool):
                 try:
                     # Not asyncio.wait_for: on Python 3.11 it can swallow a cancellation that
                     # arrives as the next event does, and a client that left would then be
-                    # streamed to until the end instead of interrupting the run.
-                    async with asyncio.timeout(KEEPALIVE_S) as wait:
-                        with watch.waking(wait):
-                            envelope = await subscription.__anext__()
+                    # streamed to until the end instead of interrupting the run. The key's
+                    # watch ends this wait early when the key is revoked.
+                    async with asyncio.timeout(KEEPALIVE_S) as watch.wait:
+                        envelope = await subscription.__anext__()
                 except TimeoutError:
                     if not watch.revoked:
                         yield -1, None
