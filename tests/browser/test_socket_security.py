@@ -1,10 +1,13 @@
-"""A page on another port of the same host cannot open a signed-in person's socket in Chromium,
-though the browser sends it their session cookie (cookies ignore ports)."""
+"""The chat socket in Chromium: a page on another port of the same host cannot open a signed-in
+person's socket, though the browser sends it their session cookie (cookies ignore ports); an
+open page's socket ends when its session does."""
 
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from playwright.sync_api import expect
 
 pytestmark = pytest.mark.e2e
 
@@ -48,3 +51,16 @@ def test_it_refuses_the_socket_to_a_page_on_another_port_of_the_same_host(visit,
     person.page.goto(foreign_page)
 
     assert person.page.evaluate("window.outcome") == "closed 1006"
+
+
+def test_it_shows_the_chat_page_signed_out_when_another_tab_logs_out(visit):
+    person = visit()
+    person.sign_up("logout-ada")
+    other_tab = person.context.new_page()  # the same browser: the same session
+    other_tab.goto(person.server.base_url + "/")
+
+    other_tab.get_by_role("button", name="Log out").click()
+    other_tab.wait_for_url(re.compile(r"/accounts/login/"))
+
+    expect(person.page.get_by_text("You’re signed out")).to_be_visible()
+    expect(person.page.get_by_test_id("send")).to_be_disabled()
