@@ -232,7 +232,7 @@ def _rank(field: str, value: Any) -> int:
 def _alpha(field: str, value: Any) -> int | float:
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         raise refuse(f"{field} must be a number, not {_short(value)}.")
-    if not math.isfinite(value) or abs(value) > MAX_ALPHA:
+    if abs(value) > MAX_ALPHA or not math.isfinite(value):  # abs first: 10**400 is an int
         raise refuse(f"{field} is {_short(value)}; it must be a finite number of size at most "
                      f"{MAX_ALPHA:,.0f}.")
     return value
@@ -275,3 +275,20 @@ def peft_safe_config(config: dict, module_names: Iterable[str]) -> dict:
     if targeting.alphas:
         safe["alpha_pattern"] = {re.escape(n): targeting.alpha_of(n) for n in by_length}
     return safe
+
+
+def peft_lora_config(adapter_dir, module_names: Iterable[str]):
+    """PEFT's LoraConfig for an adapter folder, from `peft_safe_config`: give it to
+    `PeftModel.from_pretrained(config=...)` or `add_adapter` so that PEFT never compiles the
+    adapter's own patterns. `module_names`: those of the model PEFT wraps."""
+    import dataclasses
+    from pathlib import Path
+
+    from peft import LoraConfig
+
+    from inference.validation import CONFIG_NAME, strict_json
+
+    config = strict_json((Path(adapter_dir) / CONFIG_NAME).read_text(), CONFIG_NAME)
+    safe = peft_safe_config(config, module_names)
+    accepted = {field.name for field in dataclasses.fields(LoraConfig) if field.init}
+    return LoraConfig(**{key: value for key, value in safe.items() if key in accepted})
