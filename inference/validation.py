@@ -14,6 +14,7 @@ destination. No Django here: the admin and the shell command share it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import re
@@ -129,6 +130,7 @@ def reject(sentence: str) -> AdapterError:
 
 def validate_adapter_dir(path: Path, *, base_model: str, limits: Limits) -> AdapterReport:
     """Every check, in the order an admin would fix them; raise AdapterError on the first."""
+    refuse_event_loop_thread()
     path = Path(path)
     check_no_pickle_weights(path)
     check_files_present(path)
@@ -147,6 +149,20 @@ def validate_adapter_dir(path: Path, *, base_model: str, limits: Limits) -> Adap
         size_bytes=size,
         trained_on=str(config.get("base_model_name_or_path") or ""),
         warnings=warnings,
+    )
+
+
+def refuse_event_loop_thread() -> None:
+    """The checks read every weight and may build the base model's layer tree: seconds of work
+    that, on an event loop, would stall every socket and stream it serves. Django runs sync views
+    under Daphne in a worker thread; async code must use sync_to_async or asyncio.to_thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return  # no loop in this thread: the right place
+    raise RuntimeError(
+        "validate_adapter_dir blocks; call it from a worker thread (sync_to_async, "
+        "asyncio.to_thread), not on the event loop."
     )
 
 

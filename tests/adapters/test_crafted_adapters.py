@@ -5,6 +5,7 @@ server froze until kill -9); the time-bound check runs in a child process, so th
 still uses `re` the test fails on its timeout instead of freezing the test run.
 """
 
+import asyncio
 import json
 import math
 import subprocess
@@ -241,3 +242,18 @@ def test_it_refuses_weights_that_are_not_finite(craft, base_model, value):
 
     assert key in message and "NaN or infinite" in message
 
+
+
+# --- off the event loop -------------------------------------------------------------------------
+
+
+async def test_it_refuses_to_run_on_an_event_loop_and_runs_in_a_worker_thread(craft, base_model):
+    crafted = craft()
+
+    with pytest.raises(RuntimeError, match="not on the event loop"):
+        validate_adapter_dir(crafted.path, base_model=base_model, limits=LIMITS)
+    report = await asyncio.to_thread(
+        validate_adapter_dir, crafted.path, base_model=base_model, limits=LIMITS
+    )
+
+    assert report.rank == 8
