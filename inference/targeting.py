@@ -218,7 +218,7 @@ def _keyed(field: str, value: Any, check) -> tuple[_Keyed, ...]:
         raise refuse(f"{field} has {len(value)} entries; the limit is {MAX_ENTRIES}.")
     return tuple(
         _Keyed(key, compile_pattern(f"{field} key", key, r"(.*\.)?({})$"),
-               check(f"{field}[{key!r}]", item))
+               check(f"{field}[{_short(key)}]", item))
         for key, item in value.items()
     )
 

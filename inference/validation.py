@@ -542,7 +542,7 @@ def check_weights_are_finite(path: Path) -> None:
                         f"Tensor {key} holds NaN or infinite values; the adapter would give "
                         "empty or garbled answers. Retrain it or export it again."
                     )
-    except SafetensorError as error:
+    except (SafetensorError, OSError, ValueError) as error:
         raise reject(f"{WEIGHTS_NAME} could not be read: {error}.") from None
 
 
