@@ -311,14 +311,21 @@ class PeftRunner:
         from peft import PeftModel
         from transformers import AutoModelForCausalLM
 
+        from inference.targeting import peft_lora_config
+
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=base.model.dtype)
         model = model.to(base.device).eval()
         # PEFT wraps the model in place: the plain baseline gets a copy of its own.
         self.plain_model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=base.model.dtype)
         self.plain_model = self.plain_model.to(base.device).eval()
         first, *others = adapters
-        self.model = PeftModel.from_pretrained(model, first.path, adapter_name=first.name)
+        # PEFT gets the adapters' patterns resolved to literal names (docs/ARCHITECTURE.md,
+        # "The checks"), so its own `re` never matches an adapter's pattern.
+        names = [name for name, _ in model.named_modules()]
+        config = peft_lora_config(first.path, names)
+        self.model = PeftModel.from_pretrained(model, first.path, adapter_name=first.name, config=config)
         for ref in others:
+            self.model.add_adapter(ref.name, peft_lora_config(ref.path, names))
             self.model.load_adapter(ref.path, adapter_name=ref.name)
         self.model.eval()
         self.names = [ref.name for ref in adapters]

@@ -3,12 +3,13 @@
 As in vLLM's `vllm/lora/`, an `AdapterRef` (inference.types) only names an adapter; this module
 turns its directory into per-layer LoRA factors, and `inference.adapter_cache` keeps them.
 Only safetensors weights are read: a pickle file (`adapter_model.bin`) can run code when loaded.
-Every problem becomes an `AdapterError` with a sentence that says what is wrong.
+Every problem becomes an `AdapterError` with a sentence that says what is wrong. The config's
+patterns are matched by RE2 (`inference.targeting`), never by `re`: this runs on the engine
+thread, where a pattern that backtracked for ever would stop every answer.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from inference.errors import AdapterError
+from inference.targeting import Targeting
 from inference.types import AdapterRef
 
 CONFIG_NAME = "adapter_config.json"
@@ -59,16 +61,19 @@ def read_adapter(
     """Load and check an adapter; raise AdapterError when this base model cannot use it."""
     check_adapter_files(ref)
     config = check_adapter_config(ref)
-    _check_targets_exist(ref, config, linear_names)
+    targeting = _targeting(ref, config)
+    _check_targets_exist(ref, config, targeting, linear_names)
     tensors = _read_tensors(ref)
     factors = {}
     for module, (a, b) in _pair_factors(ref, tensors).items():
         _check_shapes(ref, module, a, b, layer(module), max_rank)
-        scale = _scaling(config, module, a.shape[0])
-        factors[module] = (
+        scale = _scaling(config, targeting, module, a.shape[0])
+        pair = (
             a.to(device=device, dtype=dtype),
             (b.float() * scale).to(device=device, dtype=dtype),
         )
+        _check_finite(ref, module, pair)
+        factors[module] = pair
     if not factors:
         raise AdapterError("invalid_adapter", f"The adapter {ref.name!r} has no LoRA weights.")
     rank = max(a.shape[0] for a, _ in factors.values())
@@ -98,11 +103,14 @@ def check_adapter_files(ref: AdapterRef) -> None:
 
 def check_adapter_config(ref: AdapterRef) -> dict:
     """Read adapter_config.json ourselves, so a bad file gives a clear message, not a traceback."""
+    from inference.validation import strict_json
+
     try:
-        config = json.loads((Path(ref.path) / CONFIG_NAME).read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as error:
+        config = strict_json((Path(ref.path) / CONFIG_NAME).read_text(), CONFIG_NAME)
+    except (OSError, UnicodeDecodeError, AdapterError) as error:
+        reason = error.message if isinstance(error, AdapterError) else error
         raise AdapterError(
-            "invalid_adapter", f"The adapter {ref.name!r} has an unreadable {CONFIG_NAME}: {error}"
+            "invalid_adapter", f"The adapter {ref.name!r} has an unreadable {CONFIG_NAME}: {reason}"
         ) from error
     if not isinstance(config, dict) or config.get("peft_type") != "LORA":
         raise AdapterError("invalid_adapter", f"The adapter {ref.name!r} is not a LoRA adapter.")
@@ -132,14 +140,24 @@ UNSUPPORTED_OPTIONS = {
 }
 
 
-def _check_targets_exist(ref: AdapterRef, config: dict, linear_names: list[str]) -> None:
-    targets = config.get("target_modules")
+def _targeting(ref: AdapterRef, config: dict) -> Targeting:
+    try:
+        return Targeting.from_config(config)
+    except AdapterError as error:
+        raise AdapterError(
+            "invalid_adapter", f"The adapter {ref.name!r} cannot be used: {error.message}"
+        ) from None
+
+
+def _check_targets_exist(
+    ref: AdapterRef, config: dict, targeting: Targeting, linear_names: list[str]
+) -> None:
+    targets = config["target_modules"]
     if isinstance(targets, str):
-        found = any(re.fullmatch(targets, name) for name in linear_names)
-        missing = [] if found else [targets]
+        missing = [] if targeting.targeted(linear_names) else [targets]
     else:
         suffixes = {name.rsplit(".", 1)[-1] for name in linear_names}
-        missing = [t for t in targets or () if t not in suffixes and t not in linear_names]
+        missing = [t for t in targets if t not in suffixes and t not in linear_names]
     if missing:
         raise AdapterError(
             "invalid_adapter",
@@ -201,11 +219,18 @@ def _check_shapes(
         )
 
 
-def _scaling(config: dict, module: str, rank: int) -> float:
+def _scaling(config: dict, targeting: Targeting, module: str, rank: int) -> float:
     """PEFT's scaling: lora_alpha / r, or / sqrt(r) with rsLoRA; alpha_pattern may override."""
-    alpha = config.get("lora_alpha", 8)
-    for pattern, value in (config.get("alpha_pattern") or {}).items():
-        if re.match(rf"(.*\.)?({pattern})$", module):
-            alpha = value
-            break
+    alpha = targeting.alpha_of(module)
     return alpha / math.sqrt(rank) if config.get("use_rslora") else alpha / rank
+
+
+def _check_finite(ref: AdapterRef, module: str, pair: tuple[torch.Tensor, torch.Tensor]) -> None:
+    """NaN or infinite factors (in the file, or from a scaling too large for the dtype) would
+    blank every answer of every row that uses the adapter."""
+    if not all(torch.isfinite(factor).all() for factor in pair):
+        raise AdapterError(
+            "invalid_adapter",
+            f"The adapter {ref.name!r} has NaN or infinite weights at {module} once scaled by "
+            "its lora_alpha; it would give empty or garbled answers.",
+        )

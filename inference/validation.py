@@ -3,14 +3,18 @@
 LoRAX and vLLM users report adapters that silently serve the base model (module names that
 match nothing, a different base), adapters that fail on their first request, and `.bin` files
 that PEFT opens with `torch.load` (pickle: code execution). `validate_adapter_dir` catches all
-of that with a sentence a person can act on. It reads JSON and the safetensors header only:
-nothing is unpickled, no code named by a config is imported, and the base model is built on
-the meta device (its layer tree, no weights). `extract_adapter_zip` unpacks an upload without
-writing outside its destination. No Django here: the admin and the shell command share it.
+of that with a sentence a person can act on. It reads JSON, the safetensors header and then the
+tensors through safetensors (to refuse NaN and infinite weights): nothing is unpickled, no code
+named by a config is imported, and the base model is built on the meta device (its layer tree,
+no weights). Crafted files (deep nesting, NaN, values of the wrong kind, patterns that would
+backtrack for ever) get a sentence naming the setting, never a traceback: patterns are matched by
+RE2 (`inference.targeting`). `extract_adapter_zip` unpacks an upload without writing outside its
+destination. No Django here: the admin and the shell command share it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import re
@@ -22,6 +26,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from inference.errors import AdapterError
+from inference.targeting import Targeting
 
 if TYPE_CHECKING:
     import torch
@@ -37,6 +42,7 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 MAX_CONFIG_BYTES = 1024 * 1024
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit
 DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2}
+MAX_JSON_DEPTH = 16  # a LoRA config nests three levels; a safetensors header two
 
 # Settings that change what PEFT does with the shared base model or its code paths. Each is
 # refused when set to anything but its neutral value (None, False, {}, []): the batched engine
@@ -124,23 +130,39 @@ def reject(sentence: str) -> AdapterError:
 
 def validate_adapter_dir(path: Path, *, base_model: str, limits: Limits) -> AdapterReport:
     """Every check, in the order an admin would fix them; raise AdapterError on the first."""
+    refuse_event_loop_thread()
     path = Path(path)
     check_no_pickle_weights(path)
     check_files_present(path)
     size = check_size(path, limits.max_bytes)
     config = read_config(path)
-    check_config(config, limits)
+    targeting = check_config(config, limits)
     tensors = read_safetensors_header(path / WEIGHTS_NAME)
     layout = base_layout(base_model)
     warnings = check_base_model(config, base_model, layout)
-    modules = check_targets(config, layout)
-    check_tensors(config, tensors, layout, modules)
+    modules = check_targets(config, targeting, layout)
+    check_tensors(config, targeting, tensors, modules)
+    check_weights_are_finite(path / WEIGHTS_NAME)
     return AdapterReport(
-        rank=max_rank_of(config),
+        rank=targeting.max_rank,
         modules=len({name for name in _tensor_modules(tensors)}),
         size_bytes=size,
         trained_on=str(config.get("base_model_name_or_path") or ""),
         warnings=warnings,
+    )
+
+
+def refuse_event_loop_thread() -> None:
+    """The checks read every weight and may build the base model's layer tree: seconds of work
+    that, on an event loop, would stall every socket and stream it serves. Django runs sync views
+    under Daphne in a worker thread; async code must use sync_to_async or asyncio.to_thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return  # no loop in this thread: the right place
+    raise RuntimeError(
+        "validate_adapter_dir blocks; call it from a worker thread (sync_to_async, "
+        "asyncio.to_thread), not on the event loop."
     )
 
 
@@ -187,9 +209,10 @@ def read_config(path: Path) -> dict:
     if config_path.stat().st_size > MAX_CONFIG_BYTES:
         raise reject(f"{CONFIG_NAME} is larger than 1 MiB; a LoRA config is a few kilobytes.")
     try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, ValueError) as error:
+        text = config_path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
         raise reject(f"{CONFIG_NAME} is not valid JSON: {error}.") from None
+    config = strict_json(text, CONFIG_NAME)
     if not isinstance(config, dict):
         raise reject(f"{CONFIG_NAME} must hold a JSON object.")
     return config
@@ -213,13 +236,48 @@ def read_safetensors_header(path: Path) -> dict[str, Tensor]:
         if not 2 <= header_len <= min(size - 8, MAX_HEADER_BYTES):
             raise reject(f"{WEIGHTS_NAME} is not a safetensors file (its header is damaged).")
         try:
-            header = json.loads(file.read(header_len))
-        except (UnicodeDecodeError, ValueError):
+            text = file.read(header_len).decode("utf-8")
+        except UnicodeDecodeError:
             raise reject(f"{WEIGHTS_NAME} is not a safetensors file (its header is not JSON).")
+    header = strict_json(text, f"The header of {WEIGHTS_NAME}")
     if not isinstance(header, dict):
         raise reject(f"{WEIGHTS_NAME} is not a safetensors file (its header is not a table).")
-    header.pop("__metadata__", None)
+    metadata = header.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise reject(f"{WEIGHTS_NAME} is damaged: its __metadata__ must map names to text.")
     return _tensor_table(header, data_bytes=size - 8 - header_len)
+
+
+def strict_json(text: str, what: str) -> Any:
+    """JSON as Python reads it, less what a crafted file uses to break the code after it:
+    NaN and Infinity (also written as 1e999), nesting deeper than MAX_JSON_DEPTH."""
+
+    def no_constants(name: str):
+        raise reject(f"{what} holds {name}; numbers must be finite.")
+
+    try:
+        value = json.loads(text, parse_constant=no_constants)
+    except RecursionError:
+        raise reject(f"{what} is nested too deeply.") from None
+    except ValueError as error:  # JSONDecodeError, and integers past Python's 4300 digits
+        raise reject(f"{what} is not valid JSON: {error}.") from None
+    _check_json_tree(value, what)
+    return value
+
+
+def _check_json_tree(value: Any, what: str) -> None:
+    """Walked without recursion, so a crafted depth cannot blow the stack here either."""
+    pending = [(value, 1, "")]
+    while pending:
+        item, depth, where = pending.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise reject(f"{what} is nested more than {MAX_JSON_DEPTH} levels deep.")
+        if isinstance(item, float) and not math.isfinite(item):
+            raise reject(f"{what} holds a number too large to be finite at {where or 'top'}.")
+        if isinstance(item, dict):
+            pending.extend((v, depth + 1, f"{where}.{k}".lstrip(".")) for k, v in item.items())
+        elif isinstance(item, list):
+            pending.extend((v, depth + 1, f"{where}[{i}]") for i, v in enumerate(item))
 
 
 def _tensor_table(header: dict, *, data_bytes: int) -> dict[str, Tensor]:
@@ -241,12 +299,13 @@ def _tensor_table(header: dict, *, data_bytes: int) -> dict[str, Tensor]:
 
 
 def _tensor_entry(name: str, entry: Any) -> tuple[Tensor, tuple[int, int]]:
-    try:
-        dtype, shape, (begin, stop) = entry["dtype"], entry["shape"], entry["data_offsets"]
-        shape = tuple(int(n) for n in shape)
-        begin, stop = int(begin), int(stop)
-    except (KeyError, TypeError, ValueError):
-        raise reject(f"{WEIGHTS_NAME} is damaged: the entry for {name} is malformed.") from None
+    malformed = reject(f"{WEIGHTS_NAME} is damaged: the entry for {name} is malformed.")
+    if not isinstance(entry, dict) or not isinstance(entry.get("dtype"), str):
+        raise malformed
+    dtype, shape, offsets = entry["dtype"], entry.get("shape"), entry.get("data_offsets")
+    if not (_whole_numbers(shape) and _whole_numbers(offsets) and len(offsets) == 2):
+        raise malformed
+    shape, (begin, stop) = tuple(shape), offsets
     if dtype not in DTYPE_BYTES:
         raise reject(
             f"Tensor {name} is stored as {dtype}; Patchbay accepts float32, float16, bfloat16 "
@@ -257,37 +316,76 @@ def _tensor_entry(name: str, entry: Any) -> tuple[Tensor, tuple[int, int]]:
     return Tensor(dtype, shape), (begin, stop)
 
 
+def _whole_numbers(value: Any) -> bool:
+    """A JSON list of non-negative integers (true, 2.5 and 1e999 are not)."""
+    return isinstance(value, list) and all(
+        isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in value
+    )
+
+
 # --- the config -------------------------------------------------------------------------------
 
 
-def check_config(config: dict, limits: Limits) -> None:
+def check_config(config: dict, limits: Limits) -> Targeting:
+    """The config's settings, each of the kind PEFT expects; its targeting, compiled (RE2)."""
     # The engine's own load-time policy (inference.adapters), in the admin's words.
     from inference.adapters import SHARED_BASE_SAFE_INITS
 
     if config.get("peft_type") != "LORA":
         raise reject(
-            f"This is not a LoRA adapter (peft_type is {config.get('peft_type')!r}); Patchbay "
-            "serves LoRA adapters only."
+            f"This is not a LoRA adapter (peft_type is {_short(config.get('peft_type'))}); "
+            "Patchbay serves LoRA adapters only."
         )
     if config.get("init_lora_weights", True) not in SHARED_BASE_SAFE_INITS:
         raise reject(
-            f"The adapter uses init_lora_weights={config['init_lora_weights']!r}, which changes "
-            "the base weights every user shares; convert it to a plain LoRA adapter first."
+            f"The adapter uses init_lora_weights={_short(config['init_lora_weights'])}, which "
+            "changes the base weights every user shares; convert it to a plain LoRA adapter first."
         )
     for key, value in config.items():
         _check_setting(key, value)
     if config.get("task_type") not in TASK_TYPES:
         raise reject(
-            f"The adapter was trained for task {config.get('task_type')!r}; Patchbay serves "
-            "causal language models (CAUSAL_LM)."
+            f"The adapter was trained for task {_short(config.get('task_type'))}; Patchbay "
+            "serves causal language models (CAUSAL_LM)."
         )
     if config.get("bias", "none") != "none":
         raise reject(
-            f"The adapter trains the base model's biases (bias={config['bias']!r}), which "
+            f"The adapter trains the base model's biases (bias={_short(config['bias'])}), which "
             "would change them for every user; retrain it with bias=\"none\"."
         )
-    _check_target_setting(config.get("target_modules"))
-    _check_ranks(config, limits.max_rank)
+    _check_kinds(config)
+    targeting = Targeting.from_config(config)
+    if targeting.max_rank > limits.max_rank:
+        raise reject(
+            f"The adapter has rank {targeting.max_rank}; this server accepts ranks up to "
+            f"{limits.max_rank} (ADAPTER_MAX_RANK)."
+        )
+    return targeting
+
+
+# Understood settings PEFT reads as one kind of value; targeting ones are checked by Targeting.
+TEXT_SETTINGS = ("base_model_name_or_path", "revision", "peft_version")
+FLAG_SETTINGS = ("use_rslora", "fan_in_fan_out", "inference_mode", "ensure_weight_tying")
+
+
+def _check_kinds(config: dict) -> None:
+    for key in TEXT_SETTINGS:
+        if not isinstance(config.get(key), (str, type(None))):
+            raise reject(f"{key} must be text, not {_short(config[key])}.")
+    for key in FLAG_SETTINGS:
+        if not isinstance(config.get(key), (bool, type(None))):
+            raise reject(f"{key} must be true or false, not {_short(config[key])}.")
+    dropout = config.get("lora_dropout")
+    if dropout is not None and not (
+        isinstance(dropout, (int, float)) and not isinstance(dropout, bool) and 0 <= dropout <= 1
+    ):
+        raise reject(f"lora_dropout must be a number from 0 to 1, not {_short(dropout)}.")
+
+
+def _short(value: Any) -> str:
+    """A crafted value in a sentence: quoted, and cut short if long."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _check_setting(key: str, value: Any) -> None:
@@ -298,58 +396,14 @@ def _check_setting(key: str, value: Any) -> None:
     if key in REFUSED_FEATURES:
         raise reject(f"{CONFIG_NAME} sets {key}: the adapter {REFUSED_FEATURES[key]}.")
     raise reject(
-        f"{CONFIG_NAME} sets {key}, which Patchbay does not know; it accepts only settings it "
-        "knows to be safe. Remove the setting or convert the adapter to a plain LoRA adapter."
+        f"{CONFIG_NAME} sets {_short(key)}, which Patchbay does not know; it accepts only "
+        "settings it knows to be safe. Remove the setting or convert the adapter to a plain "
+        "LoRA adapter."
     )
 
 
 def _is_neutral(value: Any) -> bool:
     return value is None or value is False or value == {} or value == [] or value == ""
-
-
-def _check_target_setting(targets: Any) -> None:
-    if isinstance(targets, str) and targets:
-        try:
-            re.compile(targets)
-        except re.error as error:
-            raise reject(f"target_modules is not a valid pattern: {error}.") from None
-    elif not (
-        isinstance(targets, list) and targets and all(isinstance(t, str) and t for t in targets)
-    ):
-        raise reject("target_modules must name the layers the adapter changes.")
-
-
-def _check_ranks(config: dict, max_rank: int) -> None:
-    ranks = [config.get("r")] + list(_rank_pattern(config).values())
-    for rank in ranks:
-        if not isinstance(rank, int) or isinstance(rank, bool) or rank < 1:
-            raise reject(f"The rank (r) must be a positive whole number, not {rank!r}.")
-    if max(ranks) > max_rank:
-        raise reject(
-            f"The adapter has rank {max(ranks)}; this server accepts ranks up to {max_rank} "
-            "(ADAPTER_MAX_RANK)."
-        )
-    if not isinstance(config.get("lora_alpha", 8), (int, float)):
-        raise reject("lora_alpha must be a number.")
-
-
-def _rank_pattern(config: dict) -> dict:
-    pattern = config.get("rank_pattern") or {}
-    if not isinstance(pattern, dict):
-        raise reject("rank_pattern must map layer names to ranks.")
-    return pattern
-
-
-def max_rank_of(config: dict) -> int:
-    return max([config["r"], *_rank_pattern(config).values()])
-
-
-def rank_of(config: dict, module: str) -> int:
-    """PEFT's rule: the first rank_pattern key that matches the end of the name, else r."""
-    for key, rank in _rank_pattern(config).items():
-        if re.match(rf"(.*\.)?({key})$", module):
-            return rank
-    return config["r"]
 
 
 # --- the base model ---------------------------------------------------------------------------
@@ -408,7 +462,7 @@ def _same_model(one: str, other: str) -> bool:
         return True
     try:
         return Path(one).resolve() == Path(other).resolve()
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL character in the name
         return False
 
 
@@ -416,7 +470,7 @@ def _local_model_config(name: str) -> dict | None:
     """The config.json of a base model named by a local directory, when it is readable."""
     try:
         config = json.loads((Path(name) / "config.json").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
         return None
     return config if isinstance(config, dict) else None
 
@@ -424,8 +478,10 @@ def _local_model_config(name: str) -> dict | None:
 # --- layers and tensors -----------------------------------------------------------------------
 
 
-def check_targets(config: dict, layout: BaseLayout) -> dict[str, torch.nn.Module]:
-    """The base layers the config targets; every named target must exist there."""
+def check_targets(
+    config: dict, targeting: Targeting, layout: BaseLayout
+) -> dict[str, torch.nn.Module]:
+    """The base layers the config targets (PEFT's rules, on RE2); every named target must exist."""
     import torch
 
     layers = {
@@ -433,11 +489,11 @@ def check_targets(config: dict, layout: BaseLayout) -> dict[str, torch.nn.Module
         for name, module in layout.model.named_modules()
         if isinstance(module, (torch.nn.Linear, torch.nn.Embedding))
     }
+    chosen = {name: layers[name] for name in targeting.targeted(layers)}
     targets = config["target_modules"]
     if isinstance(targets, str):
-        chosen = {name: m for name, m in layers.items() if re.fullmatch(targets, name)}
         if not chosen:
-            raise reject(f"target_modules {targets!r} matches no layer of the base model.")
+            raise reject(f"target_modules {_short(targets)} matches no layer of the base model.")
         return chosen
     missing = [t for t in targets if not any(_ends_with(name, t) for name in layers)]
     if missing:
@@ -445,11 +501,11 @@ def check_targets(config: dict, layout: BaseLayout) -> dict[str, torch.nn.Module
             f"The base model has no layer called {', '.join(missing)}; the adapter was trained "
             "for another architecture, or its target_modules are misspelt."
         )
-    return {name: m for name, m in layers.items() if any(_ends_with(name, t) for t in targets)}
+    return chosen
 
 
 def check_tensors(
-    config: dict, tensors: dict[str, Tensor], layout: BaseLayout,
+    config: dict, targeting: Targeting, tensors: dict[str, Tensor],
     targeted: dict[str, torch.nn.Module],
 ) -> None:
     """Each tensor is a LoRA factor of a targeted layer with the shape the config promises."""
@@ -457,19 +513,37 @@ def check_tensors(
     for key, tensor in tensors.items():
         match = LORA_KEY.match(key)
         if match is None:
-            raise reject(f"{WEIGHTS_NAME} holds {key}, which is not a LoRA weight.")
+            raise reject(f"{WEIGHTS_NAME} holds {_short(key)}, which is not a LoRA weight.")
         module = match["module"]
         if module not in targeted:
             raise reject(
                 f"{WEIGHTS_NAME} has weights for {module}, which is not a layer the adapter's "
                 "target_modules name in this base model; PEFT would silently ignore them."
             )
-        _check_factor_shape(key, tensor, targeted[module], match["factor"], rank_of(config, module))
+        rank = targeting.rank_of(module)
+        _check_factor_shape(key, tensor, targeted[module], match["factor"], rank)
         factors.setdefault(module, set()).add(match["factor"])
     half = [module for module, found in factors.items() if found != {"A", "B"}]
     if half:
         raise reject(f"{WEIGHTS_NAME} has only one of the two LoRA factors for {half[0]}.")
     _check_every_target_has_weights(config, factors)
+
+
+def check_weights_are_finite(path: Path) -> None:
+    """NaN or infinite weights pass every shape check and then blank every answer."""
+    import torch
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(path, framework="pt") as weights:
+            for key in weights.keys():
+                if not torch.isfinite(weights.get_tensor(key)).all():
+                    raise reject(
+                        f"Tensor {key} holds NaN or infinite values; the adapter would give "
+                        "empty or garbled answers. Retrain it or export it again."
+                    )
+    except (SafetensorError, OSError, ValueError) as error:
+        raise reject(f"{WEIGHTS_NAME} could not be read: {error}.") from None
 
 
 def _check_factor_shape(

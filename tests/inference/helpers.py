@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import threading
 
+from inference.targeting import peft_lora_config
 from inference.types import (
     AdapterRef,
     ChatTurn,
@@ -84,6 +85,11 @@ def run(engine, request: GenerationRequest) -> Stream:
     return stream.wait()
 
 
+def module_names(model) -> list[str]:
+    """The names PEFT matches an adapter's targets against (before it wraps anything)."""
+    return [name for name, _ in model.named_modules()]
+
+
 def reference_text(model_dir, messages=QUESTION, *, adapter_path=None, max_new_tokens: int = 12) -> str:
     """The greedy answer from plain transformers (and PEFT), to check the engine against."""
     from peft import PeftModel
@@ -92,7 +98,8 @@ def reference_text(model_dir, messages=QUESTION, *, adapter_path=None, max_new_t
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
     if adapter_path is not None:
-        model = PeftModel.from_pretrained(model, adapter_path)
+        config = peft_lora_config(adapter_path, module_names(model))
+        model = PeftModel.from_pretrained(model, adapter_path, config=config)
     turns = [{"role": turn.role, "content": turn.content} for turn in messages]
     text = tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
     prompt = tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids
@@ -134,9 +141,12 @@ class PeftReference:
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         base = AutoModelForCausalLM.from_pretrained(model_dir).eval()
         first, *others = adapters.values()
-        self.model = PeftModel.from_pretrained(base, first.path, adapter_name=first.name)
+        names = module_names(base)
+        config = peft_lora_config(first.path, names)
+        self.model = PeftModel.from_pretrained(base, first.path, adapter_name=first.name, config=config)
         for ref in others:
-            self.model.load_adapter(ref.path, adapter_name=ref.name)
+            self.model.add_adapter(ref.name, peft_lora_config(ref.path, names))
+            self.model.load_adapter(ref.path, adapter_name=ref.name)  # the weights, into that config
         self.model.eval()
 
     def completion(self, prompt: str, adapter: AdapterRef | None, max_new_tokens: int) -> list[int]:

@@ -119,3 +119,52 @@ def test_it_refuses_an_adapter_trained_for_another_base_model(engine, adapters, 
     assert stream.failure.code == "invalid_adapter"
     assert "not trained for this base model" in stream.failure.message
     assert run(engine, chat()).text == base_answer
+
+
+def crafted_copy(adapters, tmp_path, **changes):
+    crafted = tmp_path / "crafted"
+    shutil.copytree(adapters["demo-poet"].path, crafted)
+    config = json.loads((crafted / "adapter_config.json").read_text())
+    (crafted / "adapter_config.json").write_text(json.dumps({**config, **changes}))
+    return AdapterRef("crafted", str(crafted))
+
+
+def test_it_loads_an_adapter_with_a_backtracking_pattern_without_stalling(engine, adapters, tmp_path):
+    # Under Python's re this key takes minutes per module name, holding the GIL: the engine
+    # thread, and every answer with it, stopped. RE2 finds in no time that it matches nothing.
+    poet = run(engine, chat(adapters["demo-poet"], max_new_tokens=10)).text
+    crafted = crafted_copy(adapters, tmp_path, alpha_pattern={r"([\w.]|[\w.])+!": 1})
+
+    assert run(engine, chat(crafted, max_new_tokens=10)).text == poet
+
+
+@pytest.mark.parametrize(
+    "changes, words",
+    [
+        ({"alpha_pattern": {"q_proj": "16"}}, "alpha_pattern['q_proj'] must be a number"),
+        ({"alpha_pattern": {"(?=q)": 16}}, "alpha_pattern key"),
+        ({"lora_alpha": None}, "lora_alpha must be a number"),
+        ({"target_modules": 7}, "target_modules"),
+    ],
+)
+def test_it_refuses_a_crafted_setting_at_load_naming_it(engine, adapters, tmp_path, changes, words):
+    stream = run(engine, chat(crafted_copy(adapters, tmp_path, **changes)))
+
+    assert stream.failure.code == "invalid_adapter"
+    assert words in stream.failure.message
+
+
+def test_it_refuses_weights_that_are_not_finite_at_load(engine, adapters, tmp_path):
+    base_answer = run(engine, chat()).text
+    crafted = crafted_copy(adapters, tmp_path)
+    weights = load_file(f"{crafted.path}/adapter_model.safetensors")
+    key = sorted(weights)[0]
+    weights[key][0, 0] = float("nan")
+    save_file(weights, f"{crafted.path}/adapter_model.safetensors")
+
+    stream = run(engine, chat(crafted))
+
+    assert stream.failure.code == "invalid_adapter"
+    assert "NaN or infinite" in stream.failure.message
+    assert stream.deltas == []
+    assert run(engine, chat()).text == base_answer
