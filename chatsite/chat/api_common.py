@@ -32,6 +32,10 @@ STATUS_OF_CODE = {
     "model_not_found": 404,
     "too_many_streams": 429,
     "rate_limited": 429,
+    # The engine's wait queue is full, or pinned adapters fill its adapter cache: both pass,
+    # so clients are told to come back (SDKs retry 429 and 503, honouring Retry-After).
+    "overloaded": 429,
+    "adapter_cache_full": 503,
     "engine_unavailable": 503,
     "worker_lost": 503,
     "timeout": 504,
@@ -44,7 +48,7 @@ def status_of(err: ChatError) -> int:
 
 
 def retry_headers(err: ChatError) -> dict:
-    if err.code == "too_many_streams":
+    if err.code in ("too_many_streams", "overloaded", "adapter_cache_full"):
         return {"Retry-After": str(RETRY_AFTER_S)}
     if err.code == "rate_limited":
         return {"Retry-After": str(getattr(err, "retry_after", 1))}
