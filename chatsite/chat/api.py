@@ -2,6 +2,7 @@
 CSRF). Thin: parse, authorise, call one service or selector, format. Another user's ids
 answer 404, exactly like ids that do not exist."""
 
+from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.http import JsonResponse
@@ -179,7 +180,8 @@ class MessageStream(APIView):
     )
     def get(self, request, pk: int):
         message = selectors.message_of(request.user, pk, role=Message.Role.ASSISTANT)
-        return streaming.sse_response(streaming.native_sse(message, after=_last_event_id(request)))
+        after = _last_event_id(request)
+        return async_to_sync(streaming.native_sse_response)(message, after)
 
 
 @api_view

@@ -30,6 +30,7 @@ STATUS_OF_CODE = {
     "not_found": 404,
     "unknown_adapter": 404,
     "model_not_found": 404,
+    "stream_expired": 410,
     "too_many_streams": 429,
     "rate_limited": 429,
     # The engine's wait queue is full, or pinned adapters fill its adapter cache: both pass,

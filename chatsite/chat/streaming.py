@@ -17,16 +17,19 @@ from contextlib import aclosing
 from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
 from django.db import close_old_connections, connection
-from django.http import StreamingHttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 
 from chatsite.chat import envelopes, selectors, services
 from chatsite.chat.errors import ChatError
 from chatsite.chat.generation import GenerationRun, generation_run, run_of
+from chatsite.chat.models import Message
 
 # Proxies and browsers drop a quiet connection after 30-60 s; a comment line keeps it open.
 KEEPALIVE_S = 10.0
-# How long a client refused for too many generations should wait before trying again.
+# How long a client refused for too many generations, or by a busy engine, should wait.
 RETRY_AFTER_S = 5
+# How long an EventSource waits before reconnecting (SSE `retry:`); browsers guess 3 s.
+RECONNECT_MS = 2000
 
 
 def exchange_start_limited(starter=services.exchange_start, **fields) -> services.Exchange:
@@ -101,11 +104,13 @@ async def _stop(message_id: int) -> None:
 async def follow(message, after: int = -1) -> AsyncIterator[tuple[int, dict | None]]:
     """(position, envelope) for every event after `after`, then the live tail; (−1, None)
     stands for a keep-alive. Leaving (the client went away) closes the subscription, so the
-    run's disconnect policy applies. Without a live log, the saved message is replayed whole."""
+    run's disconnect policy applies. Without a live log, the saved message is replayed (with
+    the live ids: what comes after `after`)."""
     run = run_of(message.pk)
     if run is None:
-        for position, envelope in enumerate(envelopes.from_saved(message)):
-            yield position, envelope
+        for position, envelope in envelopes.numbered_saved(message):
+            if position > after:
+                yield position, envelope
         return
     subscription = run.subscribe(after)
     position = after
@@ -137,9 +142,56 @@ async def until_end(run: GenerationRun) -> list[dict]:
         subscription.close()
 
 
-async def native_sse(message, after: int = -1) -> AsyncIterator[bytes]:
+async def native_sse_response(message, after: int = -1):
+    """The native SSE answer (PROTOCOLS.md §1) to a client that has every event up to `after`.
+
+    An EventSource reconnects whenever a stream ends, so a finished answer must end it: 204
+    when the client already has the end (EventSource stops on 204). A live log serves the
+    events after `after`; once it is gone, the saved message does, with the live ids. A client
+    that holds part of the text of an answer whose log is gone cannot be given the rest
+    exactly (the saved text is one token): 410, with where to read the whole answer."""
+    if _has_end(message, after):
+        return HttpResponse(status=204)
+    run = run_of(message.pk)
+    if run is not None and await _has_log(run):
+        return sse_response(native_sse(message, after))
+    later = [(i, e) for i, e in envelopes.numbered_saved(message) if i > after]
+    if not later:
+        return HttpResponse(status=204)
+    if after > 0 and later[0][1]["type"] == "inference.token":
+        raise ChatError(
+            "stream_expired",
+            f"The events after {after} are no longer kept; the answer has ended, "
+            f"read it whole at /api/v1/messages/{message.pk}/.",
+        )
+    return sse_response(_framed(_listed(later)))
+
+
+def _has_end(message, after: int) -> bool:
+    ended = message.status not in Message.LIVE_STATUSES and message.end_event_id is not None
+    return ended and after >= message.end_event_id
+
+
+async def _has_log(run) -> bool:
+    has_log = getattr(run, "has_log", None)  # celery mode's log expires; a local one is here
+    return await has_log() if has_log else True
+
+
+async def _listed(events):
+    for event in events:
+        yield event
+
+
+def native_sse(message, after: int = -1) -> AsyncIterator[bytes]:
     """PROTOCOLS.md §1 SSE framing of `follow`."""
-    async with aclosing(follow(message, after)) as events:
+    return _framed(follow(message, after))
+
+
+async def _framed(events) -> AsyncIterator[bytes]:
+    """`retry:` first, then each (position, envelope) as one frame; closing this closes
+    `events` (the subscription behind them)."""
+    async with aclosing(events):
+        yield f"retry: {RECONNECT_MS}\n\n".encode()
         async for position, envelope in events:
             if envelope is None:
                 yield b": keep-alive\n\n"
