@@ -20,6 +20,7 @@ from django.db import close_old_connections, connection
 from django.http import HttpResponse, StreamingHttpResponse
 
 from chatsite.chat import envelopes, selectors, services
+from chatsite.chat.engine import loaded_engine
 from chatsite.chat.errors import ChatError
 from chatsite.chat.generation import GenerationRun, generation_run, run_of
 from chatsite.chat.models import Message
@@ -34,7 +35,8 @@ RECONNECT_MS = 2000
 
 def exchange_start_limited(starter=services.exchange_start, **fields) -> services.Exchange:
     """Record an exchange with `starter` (a service), refused first when the user already has
-    too many answers being generated."""
+    too many answers being generated, or when this process's engine cannot take more work."""
+    _refuse_when_engine_full()
     if selectors.live_generations_count(fields["user"]) >= settings.API_MAX_CONCURRENT:
         raise ChatError(
             "too_many_streams",
@@ -42,6 +44,17 @@ def exchange_start_limited(starter=services.exchange_start, **fields) -> service
             "wait for one to finish or stop it.",
         )
     return starter(**fields)
+
+
+def _refuse_when_engine_full() -> None:
+    # Before anything is stored, so every API answers 429 with Retry-After (a stream too, as
+    # its headers are not sent yet). Only an engine in this process can be asked (local mode);
+    # elsewhere the engine's own refusal arrives as the answer's error.
+    is_full = getattr(loaded_engine(), "is_full", None)
+    if is_full is not None and is_full():
+        from inference.engine import OVERLOADED
+
+        raise ChatError("overloaded", OVERLOADED)
 
 
 async def start(starter=services.exchange_start, **fields):
