@@ -1,6 +1,7 @@
 """LoRAX-compatible routes under /lorax (PROTOCOLS.md §3), for `lorax-client` and raw LoRAX
-users: `POST /lorax` (the client posts to its base URL), `/lorax/generate`,
-`/lorax/generate_stream`, `GET /lorax/info`, `GET /lorax/health`.
+users: `POST /lorax` and `/lorax/` (the client posts to its base URL; LoRAX's root route),
+`/lorax/generate`, `/lorax/generate_stream`, `GET /lorax/info`, `GET /lorax/health`. LoRAX's
+OpenAI routes under /lorax/v1 are the OpenAI handlers themselves (chatsite/urls.py).
 
 `inputs` goes to the model as a raw prompt (no chat template) and is recorded as a new
 conversation of the key's user. `adapter_id` is an adapter slug; null or "" is the base model.

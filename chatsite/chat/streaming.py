@@ -2,7 +2,7 @@
 
 The one place where the native, OpenAI- and LoRAX-compatible endpoints start, follow and stop
 generations. It only uses the run's public entry points (`generation_run`, `run_of`,
-`subscribe`/`close`, `stop`, `envelopes.from_saved`), so it works the same whichever backend
+`subscribe`/`close`, `stop`, `envelopes.numbered_saved`), so it works the same whichever backend
 runs the engine.
 """
 
