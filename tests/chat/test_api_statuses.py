@@ -142,6 +142,34 @@ async def test_it_refuses_every_family_with_429_and_retry_after_when_the_engine_
     assert not await sync_to_async(Message.objects.exists)()
 
 
+@pytest.fixture
+def pinned_full_engine(demo_model, demo_adapters, monkeypatch):
+    """This process's engine with one adapter slot, held by a pinned demo-chef."""
+    import chatsite.chat.engine
+    from chatsite.adapters.selectors import adapter_ref
+    from inference.engine import BatchEngine
+
+    engine = BatchEngine(str(demo_model.base_dir), device="cpu", max_adapters=1)
+    engine.preload(adapter_ref(demo_adapters["demo-chef"]), pin=True)
+    monkeypatch.setattr(chatsite.chat.engine, "_engine", engine)
+    yield engine
+    engine.close()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_it_answers_a_full_adapter_cache_with_retry_after(key, pinned_full_engine):
+    response, _ = await post("/v1/chat/completions", chat(model="demo-poet"), key)
+    assert response.status_code == 503 and int(response["Retry-After"]) > 0
+    assert json.loads(response.content)["error"]["code"] == "adapter_cache_full"
+
+    response, _ = await post("/lorax/generate", generate(adapter_id="demo-poet"), key)
+    assert response.status_code == 429 and int(response["Retry-After"]) > 0
+    assert json.loads(response.content)["error_type"] == "overloaded"
+
+    response, _ = await post("/v1/chat/completions", chat(model="demo-chef"), key)
+    assert response.status_code == 200  # the pinned adapter itself is served
+
+
 # --- the byte and time caps -----------------------------------------------------------------
 @pytest.mark.django_db(transaction=True)
 async def test_it_reports_an_answer_cut_by_the_byte_cap_as_length(key, settings):
