@@ -172,8 +172,17 @@ class MessageStream(APIView):
         responses={
             (200, "text/event-stream"): OpenApiResponse(
                 SSE_EVENT,
-                description="Server-sent events: inference.start, inference.token…, "
-                "inference.error, inference.end (PROTOCOLS.md §1).",
+                description="Server-sent events: `retry:`, then inference.start, "
+                "inference.token…, inference.error, inference.end (PROTOCOLS.md §1).",
+            ),
+            204: OpenApiResponse(
+                description="The answer has ended and Last-Event-ID is its end: nothing more "
+                "(an EventSource stops reconnecting)."
+            ),
+            410: OpenApiResponse(
+                ErrorSerializer,
+                description="`stream_expired`: the answer has ended and its events after "
+                "Last-Event-ID are no longer kept; read the message instead.",
             ),
             **ERRORS,
         },
