@@ -1,5 +1,5 @@
 """Statuses and endings the real SDKs act on, in-process: a Model by id, a full engine as 429
-with Retry-After on every family, the byte and time caps as `length` (OpenAI) or
+with Retry-After on every family, a full adapter cache as 503 (LoRAX: 429), the byte and time caps as `length` (OpenAI) or
 `incomplete_generation` (LoRAX), and a stream whose engine fails ending with its error, no
 clean finish after it. Answers are validated against the published schemas (tests/specs/).
 The same routes through the real clients are in tests/e2e/test_api_routes.py."""
