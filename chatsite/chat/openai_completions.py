@@ -141,7 +141,8 @@ async def _chunks(body: LegacyCompletionRequest, exchange):
                 end = envelope["payload"]
                 yield streaming.sse_data({**head, "choices": [_choice("", _finish(end))]})
                 if body.stream_options and body.stream_options.include_usage:
-                    yield streaming.sse_data({**head, "choices": [], "usage": openai_api.usage(end)})
+                    usage = openai_api.usage(end)
+                    yield streaming.sse_data({**head, "choices": [], "usage": usage})
         yield b"data: [DONE]\n\n"
 
 

@@ -1,8 +1,8 @@
 """Statuses and endings the real SDKs act on, in-process: a Model by id, a full engine as 429
-with Retry-After on every family, a full adapter cache as 503 (LoRAX: 429), the byte and time caps as `length` (OpenAI) or
-`incomplete_generation` (LoRAX), and a stream whose engine fails ending with its error, no
-clean finish after it. Answers are validated against the published schemas (tests/specs/).
-The same routes through the real clients are in tests/e2e/test_api_routes.py."""
+with Retry-After on every family, a full adapter cache as 503 (LoRAX: 429), the byte and time
+caps as `length` (OpenAI) or `incomplete_generation` (LoRAX), and a stream whose engine fails
+ending with its error, no clean finish after it. Answers are validated against the published
+schemas (tests/specs/). The same routes through the real clients: tests/e2e/test_api_routes.py."""
 
 import asyncio
 import json
@@ -270,7 +270,9 @@ async def test_it_answers_a_failed_engine_with_503_to_openai_and_424_to_lorax(
     key, broken_engine
 ):
     response, _ = await post("/v1/chat/completions", chat(), key)
-    assert response.status_code == 503 and json.loads(response.content)["error"]["type"] == "server_error"
+    assert response.status_code == 503
+    assert json.loads(response.content)["error"]["type"] == "server_error"
 
     response, _ = await post("/lorax/", generate(), key)
-    assert response.status_code == 424 and json.loads(response.content)["error_type"] == "generation"
+    assert response.status_code == 424
+    assert json.loads(response.content)["error_type"] == "generation"

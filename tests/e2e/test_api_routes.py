@@ -108,7 +108,8 @@ def test_it_streams_a_completion_to_the_openai_client_with_usage_last(carol):
     text = "".join(choice.text for chunk in chunks for choice in chunk.choices)
     assert all(chunk.object == "text_completion" for chunk in chunks)
     assert chunks[-2].choices[0].finish_reason == "length"
-    validate("openai-completions", "CreateCompletionResponse", chunks[-2].model_dump(exclude_unset=True))
+    finish = chunks[-2].model_dump(exclude_unset=True)
+    validate("openai-completions", "CreateCompletionResponse", finish)
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 8
     assert saved_content(carol, chunks[0].id) == text
 
