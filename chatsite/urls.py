@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from chatsite.chat import lorax_api, metrics, openai_api
+from chatsite.chat import lorax_api, metrics, openai_api, openai_completions
 from chatsite.health import healthz
 
 urlpatterns = [
@@ -12,9 +12,16 @@ urlpatterns = [
     path("api/v1/", include("chatsite.chat.api_urls")),
     # OpenAI-compatible (PROTOCOLS.md §2).
     path("v1/chat/completions", openai_api.chat_completions, name="openai-chat-completions"),
+    path("v1/completions", openai_completions.completions, name="openai-completions"),
     path("v1/models", openai_api.models, name="openai-models"),
-    # LoRAX-compatible (PROTOCOLS.md §3); lorax-client posts to its base URL, `/lorax` itself.
+    path("v1/models/<path:model_id>", openai_api.model, name="openai-model"),
+    # LoRAX-compatible (PROTOCOLS.md §3); lorax-client posts to its base URL, `/lorax` itself,
+    # and LoRAX's root route is `/`, so both spellings generate.
     path("lorax", lorax_api.compat, name="lorax"),
+    path("lorax/", lorax_api.compat, name="lorax-root"),
+    # LoRAX serves OpenAI's routes under its own base URL too: the same handlers as /v1.
+    path("lorax/v1/chat/completions", openai_api.chat_completions, name="lorax-openai-chat"),
+    path("lorax/v1/completions", openai_completions.completions, name="lorax-openai-completions"),
     path("lorax/generate", lorax_api.generate, name="lorax-generate"),
     path("lorax/generate_stream", lorax_api.generate_stream, name="lorax-generate-stream"),
     path("lorax/info", lorax_api.info, name="lorax-info"),

@@ -45,6 +45,7 @@ from inference.types import (
 
 logger = logging.getLogger(__name__)
 
+OVERLOADED = "The server is busy; please try again in a moment."
 INTERNAL_FAILURE = Failed("internal", "The request failed inside the engine; it has been logged.")
 T = TypeVar("T")
 
@@ -151,6 +152,12 @@ class BatchEngine:
                 self._queue.append(job)
             self._wakeup.notify()
 
+    def is_full(self) -> bool:
+        """True while a submit would be refused as `overloaded`: callers can refuse a request
+        before doing anything for it (a race still ends in the refusal)."""
+        with self._wakeup:
+            return len(self._queue) >= self._max_queued
+
     def cancel(self, request_id: str) -> None:
         with self._wakeup:
             job = self._jobs.get(request_id)
@@ -225,7 +232,7 @@ class BatchEngine:
                 "invalid_request", f"A request with id {request.id!r} is already running."
             )
         if len(self._queue) >= self._max_queued:
-            return Failed("overloaded", "The server is busy; please try again in a moment.")
+            return Failed("overloaded", OVERLOADED)
         return None
 
     # The decode loop.

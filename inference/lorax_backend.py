@@ -34,7 +34,7 @@ _CODES = {
     lorax_errors.ValidationError: "invalid_request",
     lorax_errors.BadRequestError: "invalid_request",
     lorax_errors.UnprocessableEntityError: "invalid_request",
-    lorax_errors.OverloadedError: "engine_unavailable",
+    lorax_errors.OverloadedError: "overloaded",
     lorax_errors.RateLimitExceededError: "engine_unavailable",
     lorax_errors.ShardNotReadyError: "engine_unavailable",
     lorax_errors.ShardTimeoutError: "timeout",

@@ -2,6 +2,7 @@
 CSRF). Thin: parse, authorise, call one service or selector, format. Another user's ids
 answer 404, exactly like ids that do not exist."""
 
+from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.http import JsonResponse
@@ -171,8 +172,17 @@ class MessageStream(APIView):
         responses={
             (200, "text/event-stream"): OpenApiResponse(
                 SSE_EVENT,
-                description="Server-sent events: inference.start, inference.token…, "
-                "inference.error, inference.end (PROTOCOLS.md §1).",
+                description="Server-sent events: `retry:`, then inference.start, "
+                "inference.token…, inference.error, inference.end (PROTOCOLS.md §1).",
+            ),
+            204: OpenApiResponse(
+                description="The answer has ended and Last-Event-ID is its end: nothing more "
+                "(an EventSource stops reconnecting)."
+            ),
+            410: OpenApiResponse(
+                ErrorSerializer,
+                description="`stream_expired`: the answer has ended and its events after "
+                "Last-Event-ID are no longer kept; read the message instead.",
             ),
             **ERRORS,
         },
@@ -180,9 +190,8 @@ class MessageStream(APIView):
     def get(self, request, pk: int):
         message = selectors.message_of(request.user, pk, role=Message.Role.ASSISTANT)
         key_id = getattr(request.auth, "pk", None)  # None: a signed-in session, not a key
-        return streaming.sse_response(
-            streaming.native_sse(message, after=_last_event_id(request), key_id=key_id)
-        )
+        after = _last_event_id(request)
+        return async_to_sync(streaming.native_sse_response)(message, after, key_id=key_id)
 
 
 @api_view

@@ -31,8 +31,13 @@ STATUS_OF_CODE = {
     "not_found": 404,
     "unknown_adapter": 404,
     "model_not_found": 404,
+    "stream_expired": 410,
     "too_many_streams": 429,
     "rate_limited": 429,
+    # The engine's wait queue is full, or pinned adapters fill its adapter cache: both pass,
+    # so clients are told to come back (SDKs retry 429 and 503, honouring Retry-After).
+    "overloaded": 429,
+    "adapter_cache_full": 503,
     "engine_unavailable": 503,
     "worker_lost": 503,
     "timeout": 504,
@@ -45,7 +50,7 @@ def status_of(err: ChatError) -> int:
 
 
 def retry_headers(err: ChatError) -> dict:
-    if err.code == "too_many_streams":
+    if err.code in ("too_many_streams", "overloaded", "adapter_cache_full"):
         return {"Retry-After": str(RETRY_AFTER_S)}
     if err.code == "rate_limited":
         return {"Retry-After": str(getattr(err, "retry_after", 1))}

@@ -84,6 +84,18 @@ def from_saved(message) -> list[dict]:
     return events
 
 
+def numbered_saved(message) -> list[tuple[int, dict]]:
+    """`from_saved` with the SSE ids the live log gave those events: the start is 0, the end
+    keeps its live id (`end_event_id`) and the events before it count down from there, so the
+    one token stands for every live token up to its id. Without a saved id: 0, 1, 2…"""
+    events = from_saved(message)
+    end_id = message.end_event_id
+    if end_id is None:
+        return list(enumerate(events))
+    first = end_id - len(events) + 2
+    return [(0, events[0])] + [(first + i, event) for i, event in enumerate(events[1:])]
+
+
 def _envelope(kind: str, **payload) -> dict:
     return {"type": kind, "payload": payload}
 

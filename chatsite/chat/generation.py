@@ -177,6 +177,7 @@ class GenerationRun:
             cancel_cause=self._cancel_cause,
             error_code=self._failed.code if self._failed else "",
             error_text=self._failed.message if self._failed else "",
+            end_event_id=len(self.log),  # where the end is published, just below
         )
         self._loop.call_later(KEEP_FINISHED_S, _forget, self)
         self.done = True

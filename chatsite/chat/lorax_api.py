@@ -1,6 +1,7 @@
 """LoRAX-compatible routes under /lorax (PROTOCOLS.md §3), for `lorax-client` and raw LoRAX
-users: `POST /lorax` (the client posts to its base URL), `/lorax/generate`,
-`/lorax/generate_stream`, `GET /lorax/info`, `GET /lorax/health`.
+users: `POST /lorax` and `/lorax/` (the client posts to its base URL; LoRAX's root route),
+`/lorax/generate`, `/lorax/generate_stream`, `GET /lorax/info`, `GET /lorax/health`. LoRAX's
+OpenAI routes under /lorax/v1 are the OpenAI handlers themselves (chatsite/urls.py).
 
 `inputs` goes to the model as a raw prompt (no chat template) and is recorded as a new
 conversation of the key's user. `adapter_id` is an adapter slug; null or "" is the base model.
@@ -22,7 +23,7 @@ from django.views.decorators.http import require_GET, require_POST
 from pydantic import BaseModel, ConfigDict, Field
 
 from chatsite.adapters.selectors import base_model_id
-from chatsite.chat import streaming
+from chatsite.chat import model_limits, streaming
 from chatsite.chat.api_common import key_user, parse_body, retry_headers, status_of
 from chatsite.chat.engine import local_engine
 from chatsite.chat.errors import ChatError
@@ -93,16 +94,33 @@ async def generate_stream(request):
 @login_not_required
 @require_GET
 async def info(request):
+    """Every field of LoRAX's `Info`; limits in tokens, as LoRAX gives them."""
+    total = await asyncio.to_thread(model_limits.max_total_tokens)  # may read a config file
+    device, dtype = await asyncio.to_thread(model_limits.device_and_dtype)
     return JsonResponse(
         {
             "model_id": base_model_id(),
-            "max_input_length": settings.MAX_PROMPT_CHARS,
-            "max_total_tokens": settings.MAX_PROMPT_CHARS + settings.MAX_NEW_TOKENS,
-            "max_new_tokens": settings.MAX_NEW_TOKENS,
-            "max_concurrent_requests": settings.API_MAX_CONCURRENT,
+            "model_sha": None,
+            "model_dtype": dtype,
+            "model_device_type": device,
+            "model_pipeline_tag": None,
+            "max_concurrent_requests": settings.API_MAX_CONCURRENT,  # per key's user
             "max_best_of": 1,
             "max_stop_sequences": 4,
+            "max_input_length": total - 1,  # a prompt leaves room for one new token at least
+            "max_total_tokens": total,
+            "max_new_tokens": settings.MAX_NEW_TOKENS,  # ours; LoRAX has no such field
+            # The router's scheduling knobs, as Patchbay's engine behaves: new rows join the
+            # batch at every step, so nothing waits for a ratio or a token count.
+            "waiting_served_ratio": 0.0,
+            "max_batch_total_tokens": settings.ENGINE_MAX_BATCH_TOKENS,
+            "max_waiting_tokens": 0,
+            "validation_workers": 1,
+            "eager_prefill": True,
             "version": VERSION,
+            "sha": None,
+            "docker_label": None,
+            "request_logger_url": None,
         }
     )
 
@@ -147,6 +165,10 @@ async def _generate(request, *, stream: bool | None, as_array: bool):
 
 
 def error_response(err: ChatError) -> JsonResponse:
+    if err.code == "incomplete_generation":
+        # LoRAX's own error type for an answer that did not end by itself (its status is 500;
+        # ours is its generation-failure status, as for every server-side failure here).
+        return _error(err, 424, "incomplete_generation")
     status = status_of(err)
     if status == 400:
         status = 422  # LoRAX's status for a request that does not validate
@@ -156,7 +178,9 @@ def error_response(err: ChatError) -> JsonResponse:
         422: "validation",
         429: "overloaded",
     }.get(status, "generation")
-    if status >= 500:
+    if err.code == "adapter_cache_full":
+        status, error_type = 429, "overloaded"  # LoRAX has no 503: it says overloaded
+    elif status >= 500:
         status = 424
     return _error(err, status, error_type)
 
@@ -196,6 +220,8 @@ def _params(parameters: Parameters) -> GenerationParams:
 
 
 def _incomplete(end: dict) -> ChatError | None:
+    """Anything but a natural end or a length limit (the token limit or the byte cap): the time
+    cap, a Stop, a lost client. LoRAX's finish reasons have no word for those."""
     if end["reason"] in ("stop", "length"):
         return None
     return ChatError("incomplete_generation", f"The generation ended early ({end['reason']}).")

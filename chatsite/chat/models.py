@@ -57,6 +57,9 @@ class Message(models.Model):
     total_ms = models.FloatField(null=True, blank=True)
     # The Celery worker generating this answer (celery mode), for the reaper and the admin.
     worker = models.CharField(max_length=200, blank=True)
+    # The SSE id its live log gave the answer's `inference.end`, so that a replay of the saved
+    # answer keeps the live numbering (null: ended without it, as by a web process's restart).
+    end_event_id = models.PositiveIntegerField(null=True, blank=True)
     error_code = models.CharField(max_length=64, blank=True)
     error_text = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

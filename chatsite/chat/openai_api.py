@@ -1,4 +1,5 @@
-"""OpenAI-compatible `POST /v1/chat/completions` and `GET /v1/models` (PROTOCOLS.md §2).
+"""OpenAI-compatible `POST /v1/chat/completions`, `GET /v1/models` and `GET /v1/models/{id}`
+(PROTOCOLS.md §2); the legacy `/v1/completions` is `openai_completions.py`.
 
 `model` is an adapter's slug, or the base model's id for the plain base model. Each call is
 recorded as a new conversation of the key's user, so it shows up in the chat history and its
@@ -25,7 +26,9 @@ from chatsite.chat.api_common import key_user, parse_body, retry_headers, status
 from chatsite.chat.errors import ChatError
 from chatsite.chat.protocol import GenerationParams
 
-FINISH = {"stop": "stop", "length": "length"}  # anything else ended early: "stop" with text kept
+# An answer cut by the server's byte cap (`length`) or time cap (`timeout`) was cut short, never
+# a clean stop. Anything else ended early (a Stop, a client gone): "stop", with the text kept.
+FINISH = {"stop": "stop", "length": "length", "timeout": "length"}
 
 
 class TextPart(BaseModel):
@@ -96,11 +99,7 @@ async def chat_completions(request):
         )
     except ChatError as err:
         if err.code == "unknown_adapter":
-            err = ChatError(
-                "model_not_found",
-                f"The model “{body.model}” does not exist or you may not use it; "
-                "GET /v1/models lists yours.",
-            )
+            err = model_not_found(body.model)
         return error_response(err)
     if body.stream:
         return streaming.sse_response(_chunks(body, exchange, request.auth.pk))
@@ -118,11 +117,36 @@ async def models(request):
         user = await key_user(request)
     except ChatError as err:
         return error_response(err)
+    data = [_model(model_id) for model_id in await _model_ids(user)]
+    return JsonResponse({"object": "list", "data": data})
+
+
+@login_not_required
+@require_GET
+async def model(request, model_id: str):
+    """One Model object; an adapter the key may not use is as unknown as a missing one."""
+    try:
+        user = await key_user(request)
+        if model_id not in await _model_ids(user):
+            raise model_not_found(model_id)
+    except ChatError as err:
+        return error_response(err)
+    return JsonResponse(_model(model_id))
+
+
+def model_not_found(model_id: str) -> ChatError:
+    return ChatError(
+        "model_not_found",
+        f"The model “{model_id}” does not exist or you may not use it; "
+        "GET /v1/models lists yours.",
+    )
+
+
+async def _model_ids(user) -> list[str]:
     slugs = await sync_to_async(
         lambda: list(adapters_usable_by(user).values_list("slug", flat=True))
     )()
-    data = [_model(base_model_id())] + [_model(slug) for slug in slugs]
-    return JsonResponse({"object": "list", "data": data})
+    return [base_model_id(), *slugs]
 
 
 def error_response(err: ChatError, param: str | None = None) -> JsonResponse:
@@ -175,18 +199,26 @@ def _completion(body: CompletionRequest, exchange, events: list[dict]) -> dict:
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": streaming.text_of(events)},
+                # `refusal` and `logprobs` are required (nullable) by OpenAI's schema.
+                "message": {
+                    "role": "assistant",
+                    "content": streaming.text_of(events),
+                    "refusal": None,
+                },
+                "logprobs": None,
                 "finish_reason": FINISH.get(end["reason"], "stop"),
             }
         ],
-        "usage": _usage(end),
+        "usage": usage(end),
     }
 
 
 async def _chunks(body: CompletionRequest, exchange, key_id: int):
-    """chat.completion.chunk events, then usage if asked for, then [DONE]."""
+    """chat.completion.chunk events, then usage if asked for, then [DONE]. After an error only
+    [DONE] follows: a finish chunk would read as an answer that ended well."""
     chunk = _chunk_maker(body, exchange)
     yield streaming.sse_data(chunk({"role": "assistant", "content": ""}))
+    failed = False
     follow = streaming.follow(exchange.assistant_message, key_id=key_id, started=True)
     async with aclosing(follow) as events:
         async for _, envelope in events:
@@ -196,14 +228,20 @@ async def _chunks(body: CompletionRequest, exchange, key_id: int):
             elif kind == "inference.token":
                 yield streaming.sse_data(chunk({"content": envelope["payload"]["text"]}))
             elif kind == "inference.error":
-                err = ChatError(envelope["payload"]["code"], envelope["payload"]["message"])
-                yield streaming.sse_data(json.loads(error_response(err).content))
-            elif kind == "inference.end":
+                failed = True
+                yield error_event(envelope)
+            elif kind == "inference.end" and not failed:
                 end = envelope["payload"]
                 yield streaming.sse_data(chunk({}, FINISH.get(end["reason"], "stop")))
                 if body.stream_options and body.stream_options.include_usage:
-                    yield streaming.sse_data(chunk(None, usage=_usage(end)))
+                    yield streaming.sse_data(chunk(None, usage=usage(end)))
         yield b"data: [DONE]\n\n"
+
+
+def error_event(envelope: dict) -> bytes:
+    """An engine error as the `data: {"error": …}` event OpenAI's SDK raises on."""
+    err = ChatError(envelope["payload"]["code"], envelope["payload"]["message"])
+    return streaming.sse_data(json.loads(error_response(err).content))
 
 
 def _chunk_maker(body, exchange):
@@ -216,14 +254,18 @@ def _chunk_maker(body, exchange):
 
     def chunk(delta, finish_reason=None, usage=None) -> dict:
         choices = (
-            [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish_reason}]
+            []
+            if delta is None
+            else [
+                {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+            ]
         )
         return {**base, "choices": choices, **({"usage": usage} if usage else {})}
 
     return chunk
 
 
-def _usage(end: dict) -> dict:
+def usage(end: dict) -> dict:
     usage = end["usage"]
     return {**usage, "total_tokens": usage["prompt_tokens"] + usage["completion_tokens"]}
 

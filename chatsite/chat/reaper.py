@@ -43,8 +43,11 @@ def _reap_streaming(redis) -> list[int]:
     for message_id, worker in streaming.values_list("id", "worker"):
         if redis.exists(tokenlog.heartbeat_key(worker)):
             continue
-        if services.generation_worker_lost(message_id=message_id, message=LOST.message):
-            _announce(redis, message_id, LOST)
+        seq = _next_seq(redis, message_id)
+        if services.generation_worker_lost(
+            message_id=message_id, message=LOST.message, end_event_id=seq + 1
+        ):
+            _announce(redis, message_id, LOST, seq)
             reaped.append(message_id)
             log.warning("answer %s: worker %s went silent; ended as worker_lost", message_id, worker)
     return reaped
@@ -62,19 +65,24 @@ def _reap_stranded(redis) -> list[int]:
     for message_id, worker in routed.items():
         if redis.exists(tokenlog.heartbeat_key(worker)):
             continue
+        seq = _next_seq(redis, message_id)
         if services.generation_worker_lost(
-            message_id=message_id, message=STRANDED.message, statuses=(Message.Status.PENDING,)
+            message_id=message_id, message=STRANDED.message, statuses=(Message.Status.PENDING,),
+            end_event_id=seq + 1,
         ):
-            _announce(redis, message_id, STRANDED)
+            _announce(redis, message_id, STRANDED, seq)
             reaped.append(message_id)
             log.warning("answer %s: its worker %s died before starting it; ended", message_id, worker)
     return reaped
 
 
-def _announce(redis, message_id: int, error: ChatError) -> None:
-    key = tokenlog.stream_key(message_id)
-    last = redis.xrevrange(key, count=1)
-    seq = tokenlog.seq_of(last[0][0]) + 1 if last else 0
+def _next_seq(redis, message_id: int) -> int:
+    last = redis.xrevrange(tokenlog.stream_key(message_id), count=1)
+    return tokenlog.seq_of(last[0][0]) + 1 if last else 0
+
+
+def _announce(redis, message_id: int, error: ChatError, seq: int) -> None:
+    """The error at `seq` and the end after it (the end's id is saved with the answer)."""
     tokenlog.append(redis, message_id, seq, envelopes.error(error, message=message_id))
     tokenlog.append(redis, message_id, seq + 1, envelopes.end(message=message_id, reason="error"))
     tokenlog.close(redis, message_id)

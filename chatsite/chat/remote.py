@@ -74,6 +74,10 @@ class RemoteRun:
         self.message_id = message_id
         self.launch_watcher: str | None = f"launch-{uuid.uuid4().hex}"
 
+    async def has_log(self) -> bool:
+        """False once the token log has expired: the saved message stands in for it."""
+        return bool(await tokenlog.async_client().exists(tokenlog.stream_key(self.message_id)))
+
     def subscribe(self, after: int = -1) -> "RemoteSubscription":
         launch, self.launch_watcher = self.launch_watcher, None
         return RemoteSubscription(self, after, replaces=launch)

@@ -291,10 +291,11 @@ def generation_checkpoints(texts: dict[int, str]) -> None:
 
 def generation_finish(
     *, message_id: int, content: str, finished: Finished, cancel_cause: str | None = None,
-    error_code: str = "", error_text: str = "",
+    error_code: str = "", error_text: str = "", end_event_id: int | None = None,
 ) -> None:
     """Save the final state of a generation. Only the first end counts."""
     Message.objects.filter(pk=message_id, status__in=Message.LIVE_STATUSES).update(
+        end_event_id=end_event_id,
         content=content,
         status=status_for(finished, cancel_cause),
         finish_reason=end_reason(finished, cancel_cause),
@@ -351,12 +352,14 @@ def cap_reached(*, text_bytes: int, elapsed_s: float) -> str | None:
 
 
 def generation_worker_lost(
-    *, message_id: int, message: str, statuses: tuple[str, ...] = Message.LIVE_STATUSES
+    *, message_id: int, message: str, statuses: tuple[str, ...] = Message.LIVE_STATUSES,
+    end_event_id: int | None = None,
 ) -> bool:
     """End an answer whose worker went silent, keeping its last checkpoint; only while its
     status is one of `statuses`."""
     return bool(
         Message.objects.filter(pk=message_id, status__in=statuses).update(
+            end_event_id=end_event_id,
             status=Message.Status.ERROR,
             finish_reason="error",
             error_code="worker_lost",

@@ -2,7 +2,7 @@
 
 The one place where the native, OpenAI- and LoRAX-compatible endpoints start, follow and stop
 generations. It only uses the run's public entry points (`generation_run`, `run_of`,
-`subscribe`/`close`, `stop`, `envelopes.from_saved`), so it works the same whichever backend
+`subscribe`/`close`, `stop`, `envelopes.numbered_saved`), so it works the same whichever backend
 runs the engine.
 """
 
@@ -17,23 +17,28 @@ from contextlib import aclosing
 from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
 from django.db import close_old_connections, connection
-from django.http import StreamingHttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 
 from chatsite.accounts import key_revocation
 from chatsite.chat import envelopes, selectors, services
+from chatsite.chat.engine import loaded_engine
 from chatsite.chat.errors import ChatError
 from chatsite.chat.generation import GenerationRun, generation_run, run_of
+from chatsite.chat.models import Message
 
 # Proxies and browsers drop a quiet connection after 30-60 s; a comment line keeps it open.
 KEEPALIVE_S = 10.0
-# How long a client refused for too many generations should wait before trying again.
+# How long a client refused for too many generations, or by a busy engine, should wait.
 RETRY_AFTER_S = 5
 KEY_REVOKED = ChatError("key_revoked", key_revocation.REVOKED_MESSAGE)
+# How long an EventSource waits before reconnecting (SSE `retry:`); browsers guess 3 s.
+RECONNECT_MS = 2000
 
 
 def exchange_start_limited(starter=services.exchange_start, **fields) -> services.Exchange:
     """Record an exchange with `starter` (a service), refused first when the user already has
-    too many answers being generated."""
+    too many answers being generated, or when this process's engine cannot take more work."""
+    _refuse_when_engine_full()
     if selectors.live_generations_count(fields["user"]) >= settings.API_MAX_CONCURRENT:
         raise ChatError(
             "too_many_streams",
@@ -41,6 +46,17 @@ def exchange_start_limited(starter=services.exchange_start, **fields) -> service
             "wait for one to finish or stop it.",
         )
     return starter(**fields)
+
+
+def _refuse_when_engine_full() -> None:
+    # Before anything is stored, so every API answers 429 with Retry-After (a stream too, as
+    # its headers are not sent yet). Only an engine in this process can be asked (local mode);
+    # elsewhere the engine's own refusal arrives as the answer's error.
+    is_full = getattr(loaded_engine(), "is_full", None)
+    if is_full is not None and is_full():
+        from inference.engine import OVERLOADED
+
+        raise ChatError("overloaded", OVERLOADED)
 
 
 async def start(starter=services.exchange_start, **fields):
@@ -105,15 +121,17 @@ async def follow(
 ) -> AsyncIterator[tuple[int, dict | None]]:
     """(position, envelope) for every event after `after`, then the live tail; (−1, None)
     stands for a keep-alive. Leaving (the client went away) closes the subscription, so the
-    run's disconnect policy applies. Without a live log, the saved message is replayed whole.
+    run's disconnect policy applies. Without a live log, the saved message is replayed (with
+    the live ids: what comes after `after`).
 
     `key_id`: the API key the stream was opened with. Once it is revoked the stream stops the
     answer if it `started` it, sends a `key_revoked` error (at the last position: it is no event
     of the answer's log) and ends."""
     run = run_of(message.pk)
     if run is None:
-        for position, envelope in enumerate(envelopes.from_saved(message)):
-            yield position, envelope
+        for position, envelope in envelopes.numbered_saved(message):
+            if position > after:
+                yield position, envelope
         return
     async with aclosing(_follow_run(run, after, key_id, started)) as events:
         async for item in events:
@@ -155,9 +173,56 @@ async def until_end(run: GenerationRun, *, key_id: int | None = None) -> list[di
         return [envelope async for _, envelope in events if envelope is not None]
 
 
-async def native_sse(message, after: int = -1, key_id: int | None = None) -> AsyncIterator[bytes]:
+async def native_sse_response(message, after: int = -1, key_id: int | None = None):
+    """The native SSE answer (PROTOCOLS.md §1) to a client that has every event up to `after`.
+
+    An EventSource reconnects whenever a stream ends, so a finished answer must end it: 204
+    when the client already has the end (EventSource stops on 204). A live log serves the
+    events after `after`; once it is gone, the saved message does, with the live ids. A client
+    that holds part of the text of an answer whose log is gone cannot be given the rest
+    exactly (the saved text is one token): 410, with where to read the whole answer."""
+    if _has_end(message, after):
+        return HttpResponse(status=204)
+    run = run_of(message.pk)
+    if run is not None and await _has_log(run):
+        return sse_response(native_sse(message, after, key_id))
+    later = [(i, e) for i, e in envelopes.numbered_saved(message) if i > after]
+    if not later:
+        return HttpResponse(status=204)
+    if after > 0 and later[0][1]["type"] == "inference.token":
+        raise ChatError(
+            "stream_expired",
+            f"The events after {after} are no longer kept; the answer has ended, "
+            f"read it whole at /api/v1/messages/{message.pk}/.",
+        )
+    return sse_response(_framed(_listed(later)))
+
+
+def _has_end(message, after: int) -> bool:
+    ended = message.status not in Message.LIVE_STATUSES and message.end_event_id is not None
+    return ended and after >= message.end_event_id
+
+
+async def _has_log(run) -> bool:
+    has_log = getattr(run, "has_log", None)  # celery mode's log expires; a local one is here
+    return await has_log() if has_log else True
+
+
+async def _listed(events):
+    for event in events:
+        yield event
+
+
+def native_sse(message, after: int = -1, key_id: int | None = None) -> AsyncIterator[bytes]:
     """PROTOCOLS.md §1 SSE framing of `follow`."""
-    async with aclosing(follow(message, after, key_id=key_id)) as events:
+    return _framed(follow(message, after, key_id=key_id))
+
+
+async def _framed(events) -> AsyncIterator[bytes]:
+    """`retry:` first, then each (position, envelope) as one frame; closing this closes
+    `events` (the subscription behind them)."""
+    async with aclosing(events):
+        yield f"retry: {RECONNECT_MS}\n\n".encode()
         async for position, envelope in events:
             if envelope is None:
                 yield b": keep-alive\n\n"

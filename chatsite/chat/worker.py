@@ -178,6 +178,7 @@ class WorkerGeneration:
             cancel_cause=self.cancel_cause,
             error_code=self.failed.code if self.failed else "",
             error_text=self.failed.message if self.failed else "",
+            end_event_id=self.seq + 1,  # the end is appended next
         )
         reason = services.end_reason(finished, self.cancel_cause)
         self._append(envelopes.end_of(finished, message=self.message_id, reason=reason))

@@ -68,7 +68,7 @@ def test_it_replays_a_finished_answer_from_the_saved_text(api, owner):
     text = async_to_sync(joined)(response.streaming_content).decode()
 
     assert response["Content-Type"] == "text/event-stream"
-    assert text.startswith("id: 0\nevent: inference.start\ndata: {")
+    assert text.startswith("retry: 2000\n\nid: 0\nevent: inference.start\ndata: {")
     assert '"text":"the river runs"' in text
     assert text.rstrip().split("\n")[-2] == "event: inference.end"
 
@@ -114,7 +114,8 @@ async def test_it_frames_events_with_ids_and_keeps_the_connection_alive(
 
     frames = [frame async for frame in streaming.native_sse(answer)]
 
-    events = [f for f in frames if not f.startswith(b":")]
+    assert frames[0] == b"retry: 2000\n\n"
+    events = [f for f in frames[1:] if not f.startswith(b":")]
     assert b": keep-alive\n\n" in frames
     assert [f.split(b"\n")[0] for f in events] == [f"id: {i}".encode() for i in range(len(events))]
     assert events[-1].split(b"\n")[1] == b"event: inference.end"

@@ -52,7 +52,7 @@ def sse_events(response) -> list[dict]:
     events, frame = [], {}
     for line in response.iter_lines(decode_unicode=True):
         if not line:
-            if frame:
+            if "event" in frame:  # not the `retry:` frame
                 events.append(frame)
                 if frame.get("event") == "inference.end":
                     break

@@ -65,3 +65,26 @@ def test_it_resumes_an_sse_stream_from_last_event_id_without_gap_or_duplicate(st
     saved = requests.get(f"{api}/messages/{sent.json()['message']}/", headers=headers).json()
     assert saved["content"] == text
     assert saved["status"] == "complete"
+
+
+def test_it_answers_204_once_the_client_has_the_end_of_a_finished_answer(stack):
+    sign_up(stack.base_url, "pavel")
+    headers = {"Authorization": f"Bearer {api_key(stack, 'pavel')}"}
+    api = f"{stack.base_url}/api/v1"
+    conversation = requests.post(f"{api}/conversations/", json={}, headers=headers).json()["id"]
+    sent = requests.post(
+        f"{api}/conversations/{conversation}/messages/",
+        json={"content": "Hi", "parameters": {"max_tokens": 6}},
+        headers=headers,
+    ).json()
+    stream_url = f"{stack.base_url}{sent['stream']}"
+    with requests.get(stream_url, headers=headers, stream=True, timeout=60) as first:
+        everything = list(events(first))
+
+    # The worker saved the id its token log gave the end: a reconnect from there is over.
+    again = requests.get(
+        stream_url, headers={**headers, "Last-Event-ID": str(everything[-1][0])}, timeout=60
+    )
+
+    assert everything[-1][1]["type"] == "inference.end"
+    assert again.status_code == 204
