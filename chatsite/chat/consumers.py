@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from chatsite.chat import envelopes, services
+from chatsite.chat import envelopes, limits, services
 from chatsite.chat.errors import ChatError
 from chatsite.chat.models import Message
 from chatsite.chat.generation import GenerationRun, generation_run, run_of
@@ -45,6 +46,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     async def receive(self, text_data=None, bytes_data=None):
         try:
+            await sync_to_async(limits.rate_check_user)(self.user)  # every frame counts
             frame = parse_frame(text_data)
             if isinstance(frame, ChatSend):
                 await self._send(frame)

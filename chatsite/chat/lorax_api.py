@@ -99,7 +99,7 @@ async def info(request):
             "max_input_length": settings.MAX_PROMPT_CHARS,
             "max_total_tokens": settings.MAX_PROMPT_CHARS + settings.MAX_NEW_TOKENS,
             "max_new_tokens": settings.MAX_NEW_TOKENS,
-            "max_concurrent_requests": settings.API_MAX_CONCURRENT,
+            "max_concurrent_requests": settings.MAX_LIVE_ANSWERS,
             "max_best_of": 1,
             "max_stop_sequences": 4,
             "version": VERSION,
@@ -153,6 +153,8 @@ def error_response(err: ChatError) -> JsonResponse:
     error_type = {
         401: "authentication",
         404: "not_found",
+        405: "validation",
+        413: "validation",
         422: "validation",
         429: "overloaded",
     }.get(status, "generation")
