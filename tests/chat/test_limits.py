@@ -35,6 +35,14 @@ async def held_answer(socket) -> int:
     return (await next_event(socket, "inference.start"))["payload"]["message"]
 
 
+async def stop_all(socket, *messages: int) -> None:
+    """End held answers before the test's event loop closes (their runs live on it)."""
+    for message in messages:
+        await socket.send(type="chat.stop", message=message)
+        await next_event(socket, "inference.end", message)
+        await wait_for_status(message, {Message.Status.STOPPED}, within=30)
+
+
 async def refusal(socket) -> dict:
     error = await next_event(socket, "inference.error")
     end = await next_event(socket, "inference.end", None)
@@ -53,18 +61,17 @@ def live_answers() -> int:
 async def test_it_caps_live_answers_on_the_socket_and_keeps_it_open(owner, socket_for):
     socket = await socket_for(owner)
     first = await held_answer(socket)
-    await held_answer(socket)
+    second = await held_answer(socket)
 
     await socket.chat("One more", params={"max_tokens": 2})
     error = await refusal(socket)
     assert error["code"] == "too_many_streams" and "2 answers" in error["message"]
     assert await live_answers() == 2
 
-    await socket.send(type="chat.stop", message=first)
-    await next_event(socket, "inference.end", first)
-    await wait_for_status(first, {Message.Status.STOPPED}, within=30)
+    await stop_all(socket, first)
     third = await held_answer(socket)  # a slot is free again, on the same socket
     assert third != first
+    await stop_all(socket, second, third)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -73,12 +80,13 @@ async def test_it_counts_regenerate_and_continue_against_the_cap(owner, socket_f
     socket = await socket_for(owner)
     await socket.chat("Short", params={"max_tokens": 2})
     done = (await next_event(socket, "inference.end"))["payload"]["message"]
-    await held_answer(socket)
+    held = await held_answer(socket)
 
     await socket.send(type="chat.regenerate", message=done)
     assert (await refusal(socket))["code"] == "too_many_streams"
     await socket.send(type="chat.continue", message=done)
     assert (await refusal(socket))["code"] == "too_many_streams"
+    await stop_all(socket, held)
 
 
 # --- rate limit on the socket and the page's actions ----------------------------------------
@@ -150,4 +158,5 @@ async def test_it_stops_a_live_answer_when_its_conversation_is_deleted(owner, so
     assert end["payload"]["reason"] == "cancelled"
     assert end["payload"]["usage"]["completion_tokens"] < HELD["max_tokens"]
     assert await live_answers() == 0
-    await held_answer(socket)  # the deleted answer no longer holds the user's one slot
+    # The deleted answer no longer holds the user's one slot.
+    await stop_all(socket, await held_answer(socket))
