@@ -81,6 +81,8 @@ def event_id(value: str | None, *, name: str = "Last-Event-ID") -> int:
 def _decode_problem(what: str, detail: str) -> str:
     if "depth limit" in detail:
         return f"{what} is nested deeper than {MAX_DEPTH} levels."
+    if "infinity" in detail:
+        return f"{what} has a number too large to represent."
     if "surrogate" in detail or "UTF-8" in detail:
         return f"{what} is not valid UTF-8 text (a lone surrogate such as \\ud800, or bad bytes)."
     return f"{what} is not valid JSON."
