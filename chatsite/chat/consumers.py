@@ -46,8 +46,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     async def receive(self, text_data=None, bytes_data=None):
         try:
-            await sync_to_async(limits.rate_check_user)(self.user)  # every frame counts
-            frame = parse_frame(text_data)
+            frame = await self._counted(text_data)
             if isinstance(frame, ChatSend):
                 await self._send(frame)
             elif isinstance(frame, ChatStop):
@@ -61,6 +60,18 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         except ChatError as err:
             for envelope in envelopes.rejection(err):
                 await self.send_json(envelope)
+
+    async def _counted(self, text_data):
+        """The frame, counted against the user's rate limit; a bad one counts too. Stop is
+        never refused: it only frees the engine."""
+        try:
+            frame = parse_frame(text_data)
+        except ChatError:
+            await sync_to_async(limits.rate_check_user)(self.user)
+            raise
+        if not isinstance(frame, ChatStop):
+            await sync_to_async(limits.rate_check_user)(self.user)
+        return frame
 
     async def _send(self, frame: ChatSend) -> None:
         exchange = await database_sync_to_async(services.exchange_start)(

@@ -105,6 +105,9 @@ async def test_it_rate_limits_socket_frames_with_an_error_event_and_keeps_it_ope
     assert error["code"] == "rate_limited" and "seconds" in error["message"]
     assert await database_sync_to_async(Message.objects.count)() == 6  # three exchanges
 
+    await socket.send(type="chat.stop", message=10**12)  # Stop is never refused: it frees
+    assert (await refusal(socket))["code"] == "not_found"
+
     await database_sync_to_async(cache.clear)()  # the window has passed
     await socket.chat("Hi again", params={"max_tokens": 1})
     assert (await next_event(socket, "inference.end"))["payload"]["reason"] in ("stop", "length")
