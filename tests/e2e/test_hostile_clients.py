@@ -1,12 +1,16 @@
-"""A simultaneous burst of answers from one user across every transport (socket, native, OpenAI
-and LoRAX APIs) against a real Daphne never gets past MAX_LIVE_ANSWERS, on an SQLite file and
-on PostgreSQL; each refusal is in its transport's own shape."""
+"""Hostile clients against a real Daphne (DEBUG=1, as a developer runs it), on an SQLite file
+and on PostgreSQL: a simultaneous burst of one user's answers across every transport (socket,
+native, OpenAI and LoRAX APIs) never gets past MAX_LIVE_ANSWERS, and hostile JSON is refused
+at once in each transport's shape (it used to reach a 500 whose debug page took 13-35 s of CPU).
+"""
 
 import asyncio
 import json
+import time
 
 import aiohttp
 import pytest
+import requests
 import websockets
 
 from tests.conftest import require_service
@@ -42,6 +46,7 @@ class Burst:
         self.open = []  # responses and sockets to close at the end
         self.refusals: list[tuple[str, int, dict]] = []
         self.accepted = 0
+        self.unfollowed: list[int] = []
 
     def _keep(self, transport: str, status: int, body: dict | None, handle) -> None:
         if status in (200, 201):
@@ -55,7 +60,10 @@ class Burst:
             f"/api/v1/conversations/{conversation}/messages/",
             json={"content": "Tell me a long story.", "parameters": HELD},
         )
-        self._keep("native", response.status, await response.json(), response)
+        body = await response.json()
+        self._keep("native", response.status, body, response)
+        if response.status == 201:  # followed by nobody: stopped at the end
+            self.unfollowed.append(body["message"])
 
     async def openai(self, http) -> None:
         response = await http.post("/v1/chat/completions", json={
@@ -103,6 +111,8 @@ async def burst(base_url: str, account: Account, conversations: list[int]) -> Bu
         for handle in result.open:
             if isinstance(handle, aiohttp.ClientResponse):
                 handle.close()
+        for message in result.unfollowed:
+            (await http.post(f"/api/v1/messages/{message}/stop")).close()
         for ws in sockets:
             await ws.close()
     return result
@@ -124,3 +134,47 @@ def test_it_never_lets_a_simultaneous_burst_across_transports_past_the_cap(base_
             assert body["error_type"] == "overloaded"
         else:  # native body, socket error payload
             assert body["code"] == "too_many_streams" and body["message"]
+
+
+HOSTILE = {
+    "lone surrogate": '"a\\ud800b"',
+    "NUL": '"a\\u0000b"',
+    "deep nesting": "[" * 100_000 + "]" * 100_000,
+}
+
+
+@pytest.mark.parametrize("name, value", HOSTILE.items(), ids=HOSTILE.keys())
+def test_it_refuses_hostile_json_at_once_on_every_transport(base_url, name, value):
+    account = Account(base_url, "hostile-" + name.replace(" ", "-"))
+    conversation = account.post("/api/v1/conversations/", {}).json()["id"]
+    calls = [
+        ("/v1/chat/completions", '{"model": "base", "messages": [{"role": "user", "content": %s}]}'
+         % value, 400),
+        ("/lorax/generate", '{"inputs": %s}' % value, 422),
+        (f"/api/v1/conversations/{conversation}/messages/", '{"content": %s}' % value, 400),
+    ]
+    for path, body, status in calls:
+        began = time.monotonic()
+        response = requests.post(
+            base_url + path, data=body.encode(), timeout=30,
+            headers={**account.headers, "Content-Type": "application/json"},
+        )
+        assert response.status_code == status, (path, response.text[:200])
+        assert response.headers["Content-Type"].startswith("application/json")
+        assert time.monotonic() - began < 5, path
+
+    asyncio.run(hostile_frame(base_url, account, value))
+
+
+async def hostile_frame(base_url: str, account: Account, value: str) -> None:
+    cookie = "; ".join(f"{k}={v}" for k, v in account.session.cookies.items())
+    async with websockets.connect(
+        socket_url(base_url), origin=base_url, additional_headers={"Cookie": cookie}
+    ) as ws:
+        await ws.send('{"type": "chat.send", "content": %s}' % value)
+        error = json.loads(await asyncio.wait_for(ws.recv(), 30))
+        assert (error["type"], error["payload"]["code"]) == ("inference.error", "bad_request")
+        await asyncio.wait_for(ws.recv(), 30)  # its end
+        await ws.send(json.dumps({"type": "chat.send", "content": "Hi", "params": {"max_tokens": 2}}))
+        start = json.loads(await asyncio.wait_for(ws.recv(), 30))
+        assert start["type"] == "inference.start"  # the socket stayed open and usable
