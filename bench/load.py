@@ -9,7 +9,7 @@ started (the report gives the peak it saw); `--ramp 0 --answers 1` is a thunderi
 instead, every message sent in the same instant.
 
 It signs up its own users through the sign-up form (one per `--per-user` loops, as a person
-would: the APIs cap live answers per user at API_MAX_CONCURRENT, 4 by default) and uses their
+would: the APIs cap live answers per user at MAX_LIVE_ANSWERS, 4 by default) and uses their
 sessions. Every answer starts a conversation with a random usable adapter (or the base model);
 half of the loops follow theirs over `/api/v1/messages/<id>/stream` (SSE), half over
 `/ws/chat/`. For each answer it measures, on the client: time to first token from sending the
@@ -435,7 +435,7 @@ def parse_args(argv=None):
     parser.add_argument("--think", type=float, default=1.0,
                         help="a loop pauses up to this many seconds between its answers")
     parser.add_argument("--per-user", type=int, default=4,
-                        help="streams per signed-up user (keep <= API_MAX_CONCURRENT)")
+                        help="streams per signed-up user (keep <= MAX_LIVE_ANSWERS)")
     parser.add_argument("--transport", choices=("both", "sse", "ws"), default="both")
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--timeout", type=float, default=300, help="seconds per stream")

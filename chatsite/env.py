@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from django.core.exceptions import ImproperlyConfigured
-from pydantic import Field, IPvAnyNetwork, ValidationError, field_validator
+from pydantic import AliasChoices, Field, IPvAnyNetwork, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from inference import default_model
@@ -64,12 +64,17 @@ class Environment(BaseSettings):
     MAX_PROMPT_CHARS: int = Field(default=32000, ge=1)
     MAX_NEW_TOKENS: int = Field(default=1024, ge=1)
     DEFAULT_MAX_NEW_TOKENS: int = Field(default=256, ge=1)
-    API_MAX_CONCURRENT: int = Field(default=4, ge=1)
+    # Per user, on every transport (chatsite/chat/limits.py). The old API_* names still work.
+    MAX_LIVE_ANSWERS: int = Field(
+        default=4, ge=1, validation_alias=AliasChoices("MAX_LIVE_ANSWERS", "API_MAX_CONCURRENT")
+    )
     METRICS_TOKEN: str | None = Field(default=None, min_length=16)  # bearer token for /metrics
     WORKER_METRICS_PORT: int | None = Field(default=None, ge=1, le=65535)  # off when unset
     WORKER_METRICS_ADDR: str = "127.0.0.1"
-    API_RATE_LIMIT: str = Field(
-        default="120/minute", pattern=r"^[1-9][0-9]*/(second|minute|hour|day)$"
+    RATE_LIMIT: str = Field(
+        default="120/minute",
+        pattern=r"^[1-9][0-9]*/(second|minute|hour|day)$",
+        validation_alias=AliasChoices("RATE_LIMIT", "API_RATE_LIMIT"),
     )
 
     @field_validator("ALLOWED_HOSTS", "CSRF_TRUSTED_ORIGINS", "TRUSTED_PROXIES", mode="before")

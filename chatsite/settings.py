@@ -46,6 +46,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "axes.middleware.AxesMiddleware",
+    "chatsite.chat.error_bodies.ApiErrorBodies",  # JSON 404/405/413 under the API prefixes
     # Last, so the whole chain runs in one thread per request; see its docstring.
     "chatsite.middleware.OneThreadPerRequest",
 ]
@@ -183,7 +184,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["chatsite.chat.parsers.GateJSONParser"],
     "DEFAULT_THROTTLE_CLASSES": ["chatsite.chat.throttling.ApiRateThrottle"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "chatsite.chat.api_common.native_exception_handler",
@@ -203,8 +204,9 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
 }
-API_MAX_CONCURRENT = ENV.API_MAX_CONCURRENT
-API_RATE_LIMIT = ENV.API_RATE_LIMIT
+# Per user, on every transport: README "Limits" says what each counts (chatsite/chat/limits.py).
+MAX_LIVE_ANSWERS = ENV.MAX_LIVE_ANSWERS
+RATE_LIMIT = ENV.RATE_LIMIT
 
 # --- Inference --------------------------------------------------------------------------------
 INFERENCE_MODE = ENV.INFERENCE_MODE

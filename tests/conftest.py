@@ -43,3 +43,11 @@ def require_service(name: str, url: str) -> None:
         if os.environ.get("REQUIRE_SERVICES") == "1":
             pytest.fail(message)
         pytest.skip(message)
+
+
+@pytest.fixture(autouse=True)
+def fresh_rate_limits():
+    """Rate-limit counters live in Django's cache, keyed by user id; ids repeat across tests."""
+    from django.core.cache import cache
+
+    cache.clear()

@@ -19,7 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from chatsite.adapters.selectors import adapter_for_user, adapters_usable_by
-from chatsite.chat import selectors, services, streaming
+from chatsite.chat import gate, selectors, services, streaming
 from chatsite.chat.errors import ChatError
 from chatsite.chat.models import Message
 from chatsite.chat.protocol import GenerationParams
@@ -96,7 +96,7 @@ class ConversationDetail(APIView):
 
     @extend_schema(responses={204: None, **ERRORS})
     def delete(self, request, pk: int):
-        services.conversation_delete(user=request.user, conversation_id=pk)
+        streaming.conversation_delete_from_sync_view(user=request.user, conversation_id=pk)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -190,7 +190,7 @@ class MessageStream(APIView):
     def get(self, request, pk: int):
         message = selectors.message_of(request.user, pk, role=Message.Role.ASSISTANT)
         key_id = getattr(request.auth, "pk", None)  # None: a signed-in session, not a key
-        after = _last_event_id(request)
+        after = gate.event_id(request.headers.get("Last-Event-ID"))
         return async_to_sync(streaming.native_sse_response)(message, after, key_id=key_id)
 
 
@@ -238,12 +238,3 @@ def _check_prompt_size(text: str, field: str) -> None:
             f"Field “{field}” is {len(text)} characters long; the limit is "
             f"{settings.MAX_PROMPT_CHARS}.",
         )
-
-
-def _last_event_id(request) -> int:
-    value = request.headers.get("Last-Event-ID", "").strip()
-    if not value:
-        return -1
-    if not value.isdigit():
-        raise ChatError("bad_request", "Last-Event-ID must be the id of an event you received.")
-    return int(value)

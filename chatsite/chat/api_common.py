@@ -7,8 +7,6 @@ LoRAX `{error, error_type}`) but with the same status and sentence.
 
 from __future__ import annotations
 
-import json
-
 from asgiref.sync import sync_to_async
 from django.http import Http404
 from pydantic import BaseModel, ValidationError
@@ -18,9 +16,9 @@ from rest_framework.views import exception_handler
 
 from chatsite.accounts.authentication import BAD_KEY
 from chatsite.accounts.keys import bearer_secret, key_for_secret
+from chatsite.chat import gate, limits
 from chatsite.chat.errors import ChatError
 from chatsite.chat.streaming import RETRY_AFTER_S
-from chatsite.chat.throttling import ApiRateThrottle
 
 NO_KEY = "Send an API key as “Authorization: Bearer <key>”; create one under API keys."
 
@@ -29,6 +27,8 @@ STATUS_OF_CODE = {
     "key_revoked": 401,
     "forbidden": 403,
     "not_found": 404,
+    "method_not_allowed": 405,
+    "too_large": 413,
     "unknown_adapter": 404,
     "model_not_found": 404,
     "stream_expired": 410,
@@ -68,25 +68,17 @@ async def key_user(request):
         raise ChatError("not_authenticated", BAD_KEY)
     request.user = user = key.user
     request.auth = key  # as DRF does: its streams end when it is revoked
-    throttle = ApiRateThrottle()
-    if not await sync_to_async(throttle.allow_request)(request, None):
-        err = ChatError("rate_limited", "Too many requests; slow down and try again shortly.")
-        err.retry_after = max(1, round(throttle.wait() or 1))
-        raise err
+    await sync_to_async(limits.rate_check_user)(user)
     return user
 
 
 def json_object(request, *, empty: dict | None = None) -> dict:
-    """The request body as a JSON object (`empty` for no body), or a ChatError("bad_request")."""
-    if not request.body and empty is not None:
+    """The request body as a JSON object (`empty` for no body) that passed the input gate, or
+    a ChatError."""
+    body = gate.request_body(request)
+    if not body and empty is not None:
         return empty
-    try:
-        data = json.loads(request.body or b"null")
-    except ValueError:
-        raise ChatError("bad_request", "The request body is not valid JSON.") from None
-    if not isinstance(data, dict):
-        raise ChatError("bad_request", "The request body must be a JSON object.")
-    return data
+    return gate.json_object(body or b"null")
 
 
 def parse_body(request, model: type[BaseModel]):

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from chatsite.accounts import socket_sessions
-from chatsite.chat import envelopes, services
+from chatsite.chat import envelopes, limits, services
 from chatsite.chat.errors import ChatError
 from chatsite.chat.models import Message
 from chatsite.chat.generation import GenerationRun, generation_run, run_of
@@ -60,7 +61,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self._end_session()
             return
         try:
-            frame = parse_frame(text_data)
+            frame = await self._counted(text_data)
             if isinstance(frame, ChatSend):
                 await self._send(frame)
             elif isinstance(frame, ChatStop):
@@ -90,6 +91,18 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     async def _end_session(self) -> None:
         await self.close(code=socket_sessions.SESSION_ENDED, reason=socket_sessions.ENDED_REASON)
+
+    async def _counted(self, text_data):
+        """The frame, counted against the user's rate limit; a bad one counts too. Stop is
+        never refused: it only frees the engine."""
+        try:
+            frame = parse_frame(text_data)
+        except ChatError:
+            await sync_to_async(limits.rate_check_user)(self.user)
+            raise
+        if not isinstance(frame, ChatStop):
+            await sync_to_async(limits.rate_check_user)(self.user)
+        return frame
 
     async def _send(self, frame: ChatSend) -> None:
         exchange = await database_sync_to_async(services.exchange_start)(

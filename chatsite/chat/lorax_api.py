@@ -104,7 +104,7 @@ async def info(request):
             "model_dtype": dtype,
             "model_device_type": device,
             "model_pipeline_tag": None,
-            "max_concurrent_requests": settings.API_MAX_CONCURRENT,  # per key's user
+            "max_concurrent_requests": settings.MAX_LIVE_ANSWERS,  # per key's user
             "max_best_of": 1,
             "max_stop_sequences": 4,
             "max_input_length": total - 1,  # a prompt leaves room for one new token at least
@@ -175,6 +175,8 @@ def error_response(err: ChatError) -> JsonResponse:
     error_type = {
         401: "authentication",
         404: "not_found",
+        405: "validation",
+        413: "validation",
         422: "validation",
         429: "overloaded",
     }.get(status, "generation")

@@ -5,12 +5,15 @@ Parsing turns anything malformed into a `ChatError("bad_request", sentence)`.
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from chatsite.chat import gate
 from chatsite.chat.errors import ChatError
+
+# A row id: what a 64-bit primary key can hold (larger ones overflow SQLite, and PostgreSQL).
+Id = Annotated[int, Field(ge=1, le=2**63 - 1)]
 
 
 class GenerationParams(BaseModel):
@@ -35,11 +38,11 @@ class ChatSend(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["chat.send"]
-    conversation: int | None = None
+    conversation: Id | None = None
     content: str
     adapter: str | None = None
     params: GenerationParams = Field(default_factory=GenerationParams)
-    parent: int | None = None
+    parent: Id | None = None
 
     @property
     def parent_given(self) -> bool:
@@ -53,7 +56,7 @@ class ChatRegenerate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["chat.regenerate"]
-    message: int
+    message: Id
     adapter: str | None = None
     params: GenerationParams = Field(default_factory=GenerationParams)
 
@@ -64,7 +67,7 @@ class ChatContinue(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["chat.continue"]
-    message: int
+    message: Id
     params: GenerationParams = Field(default_factory=GenerationParams)
 
 
@@ -72,7 +75,7 @@ class ChatStop(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["chat.stop"]
-    message: int
+    message: Id
 
 
 class ChatFollow(BaseModel):
@@ -82,8 +85,8 @@ class ChatFollow(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["chat.follow"]
-    message: int
-    resume: int | None = Field(default=None, ge=-1)
+    message: Id
+    resume: int | None = Field(default=None, ge=-1, le=2**63 - 1)
 
 
 FRAME_TYPES = ("chat.send", "chat.stop", "chat.follow", "chat.regenerate", "chat.continue")
@@ -95,10 +98,7 @@ _frame = TypeAdapter(Frame)
 def parse_frame(text: str | None) -> AnyFrame:
     if text is None:
         raise ChatError("bad_request", "Frames must be JSON text, not binary.")
-    try:
-        data = json.loads(text)
-    except ValueError:
-        raise ChatError("bad_request", "That frame is not valid JSON.") from None
+    data = gate.loads(text, what="That frame")
     if not isinstance(data, dict) or data.get("type") not in FRAME_TYPES:
         raise ChatError(
             "bad_request", f"Send a JSON object whose type is one of {', '.join(FRAME_TYPES)}."

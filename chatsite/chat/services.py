@@ -16,7 +16,7 @@ from chatsite.adapters.selectors import (
     adapter_for_user,
     adapter_ref,
 )
-from chatsite.chat import selectors
+from chatsite.chat import limits, selectors
 from chatsite.chat.errors import ChatError
 from chatsite.chat.models import Conversation, Message
 from chatsite.chat.protocol import GenerationParams
@@ -58,8 +58,18 @@ def conversation_rename(*, user, conversation_id: int, title: str) -> Conversati
     return conversation
 
 
-def conversation_delete(*, user, conversation_id: int) -> None:
-    selectors.conversation_of(user, conversation_id).delete()
+def conversation_delete(*, user, conversation_id: int) -> list[int]:
+    """Delete a conversation; the ids of its answers that were still being generated, which
+    the caller must stop (or they would generate on, unseen and uncounted by the live cap)."""
+    with transaction.atomic():
+        conversation = selectors.conversation_of(user, conversation_id)
+        live = list(
+            conversation.messages.filter(status__in=Message.LIVE_STATUSES).values_list(
+                "pk", flat=True
+            )
+        )
+        conversation.delete()
+    return live
 
 
 def conversation_configure(
@@ -101,12 +111,14 @@ def exchange_start(
         adapter = adapter_for_user(user, adapter_slug) if adapter_slug else None
         sampling = _sampling(params, adapter_defaults(adapter))
         with transaction.atomic():
+            limits.live_answer_slot(user)
             conversation = conversation_create(
                 owner=user, adapter=adapter, title=_title_from(content)
             )
             answer = _record_turn(conversation, None, content, adapter)
         return _exchange(answer, sampling, RAW if raw_prompt else CHAT)
     with transaction.atomic():
+        limits.live_answer_slot(user)
         conversation = selectors.conversation_of(user, conversation_id)
         adapter = _choose_adapter(user, conversation, adapter_slug)
         if not conversation.title:
@@ -134,6 +146,7 @@ def exchange_regenerate(
 ) -> Exchange:
     """A new answer to the user message that assistant `message_id` answers (a sibling)."""
     with transaction.atomic():
+        limits.live_answer_slot(user)
         previous = selectors.message_of(user, message_id, role=Message.Role.ASSISTANT)
         adapter = _choose_adapter(user, previous.conversation, adapter_slug)
         sampling = _sampling(params, adapter_defaults(adapter))
@@ -144,6 +157,7 @@ def exchange_regenerate(
 def exchange_continue(*, user, message_id: int, params: GenerationParams) -> Exchange:
     """Extend a stopped, interrupted or length-cut answer in place, with its own adapter."""
     with transaction.atomic():
+        limits.live_answer_slot(user)
         answer = selectors.message_of(user, message_id, role=Message.Role.ASSISTANT)
         if not selectors.can_continue(answer):
             raise ChatError(

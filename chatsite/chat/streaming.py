@@ -15,12 +15,11 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 
 from asgiref.sync import async_to_sync, sync_to_async
-from django.conf import settings
 from django.db import close_old_connections, connection
 from django.http import HttpResponse, StreamingHttpResponse
 
 from chatsite.accounts import key_revocation
-from chatsite.chat import envelopes, selectors, services
+from chatsite.chat import envelopes, services
 from chatsite.chat.engine import loaded_engine
 from chatsite.chat.errors import ChatError
 from chatsite.chat.generation import GenerationRun, generation_run, run_of
@@ -33,19 +32,6 @@ RETRY_AFTER_S = 5
 KEY_REVOKED = ChatError("key_revoked", key_revocation.REVOKED_MESSAGE)
 # How long an EventSource waits before reconnecting (SSE `retry:`); browsers guess 3 s.
 RECONNECT_MS = 2000
-
-
-def exchange_start_limited(starter=services.exchange_start, **fields) -> services.Exchange:
-    """Record an exchange with `starter` (a service), refused first when the user already has
-    too many answers being generated, or when this process's engine cannot take more work."""
-    _refuse_when_engine_full()
-    if selectors.live_generations_count(fields["user"]) >= settings.API_MAX_CONCURRENT:
-        raise ChatError(
-            "too_many_streams",
-            f"You already have {settings.API_MAX_CONCURRENT} answers being generated; "
-            "wait for one to finish or stop it.",
-        )
-    return starter(**fields)
 
 
 def _refuse_when_engine_full() -> None:
@@ -77,7 +63,8 @@ async def start(starter=services.exchange_start, **fields):
 async def _start(starter, fields: dict):
     # asgiref's sync_to_async, as Django advises inside a request (the request's end closes its
     # connection); channels' database_sync_to_async is for work outside requests.
-    exchange = await sync_to_async(exchange_start_limited)(starter, **fields)
+    _refuse_when_engine_full()
+    exchange = await sync_to_async(starter)(**fields)
     return exchange, await _run_detached(exchange)
 
 
@@ -90,7 +77,8 @@ def _abandoned(task: asyncio.Task) -> None:
 def start_from_sync_view(**fields) -> services.Exchange:
     """The same for a sync (DRF) view: the run must live on the server's event loop, which
     `async_to_sync` reaches from the thread Django runs sync views in."""
-    exchange = exchange_start_limited(**fields)
+    _refuse_when_engine_full()
+    exchange = services.exchange_start(**fields)
     _give_connection_back()  # saved; starting the run can wait on a busy event loop
     async_to_sync(_run_detached)(exchange)
     return exchange
@@ -108,6 +96,13 @@ async def _run_detached(exchange) -> GenerationRun:
 
 def stop_from_sync_view(message_id: int) -> None:
     async_to_sync(_stop)(message_id)
+
+
+def conversation_delete_from_sync_view(*, user, conversation_id: int) -> None:
+    """Delete a conversation and stop the answers it was still generating: a deleted answer
+    must not generate on, unseen, outside the user's live-answer cap."""
+    for message_id in services.conversation_delete(user=user, conversation_id=conversation_id):
+        stop_from_sync_view(message_id)
 
 
 async def _stop(message_id: int) -> None:

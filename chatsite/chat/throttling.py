@@ -1,18 +1,31 @@
-"""The API's request rate limit (its own module: DRF imports it while building APIView)."""
+"""The native API's rate limit: DRF's throttle hook over chat.limits, so DRF views count in the
+same per-user budget as every other transport (its own module: DRF imports it while building
+APIView)."""
 
-from django.conf import settings
-from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.throttling import BaseThrottle
+
+from chatsite.chat import limits
+from chatsite.chat.errors import ChatError
 
 
-class ApiRateThrottle(SimpleRateThrottle):
-    """API_RATE_LIMIT requests per user (per address before sign-in), in Django's cache."""
+class ApiRateThrottle(BaseThrottle):
+    """RATE_LIMIT requests per user (per address before sign-in)."""
 
-    scope = "api"
+    def __init__(self):
+        self._wait = None
 
-    def get_rate(self):
-        return settings.API_RATE_LIMIT
-
-    def get_cache_key(self, request, view):
+    def allow_request(self, request, view):
         user = getattr(request, "user", None)
-        ident = user.pk if user is not None and user.is_authenticated else self.get_ident(request)
-        return self.cache_format % {"scope": self.scope, "ident": ident}
+        if user is not None and user.is_authenticated:
+            ident = f"user:{user.pk}"
+        else:
+            ident = f"addr:{self.get_ident(request)}"
+        try:
+            limits.rate_check(ident)
+        except ChatError as err:
+            self._wait = err.retry_after
+            return False
+        return True
+
+    def wait(self):
+        return self._wait

@@ -12,12 +12,12 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_POST
 
 from chatsite.adapters.selectors import adapters_usable_by
-from chatsite.chat import selectors, services
-from chatsite.chat.api_common import json_object
+from chatsite.chat import gate, limits, selectors, services, streaming
+from chatsite.chat.api_common import json_object, retry_headers
 from chatsite.chat.errors import ChatError
 
 SIDEBAR_LIMIT = 200
-STATUS_FOR_CODE = {"not_found": 404}
+STATUS_FOR_CODE = {"not_found": 404, "too_large": 413, "rate_limited": 429}
 
 
 def home(request):
@@ -52,11 +52,15 @@ def json_action(view):
 
     def wrapper(request, **kwargs):
         try:
+            limits.rate_check_user(request.user)
             body = json_object(request, empty={}) if request.method == "POST" else {}
             return JsonResponse(view(request, body, **kwargs))
         except ChatError as err:
-            status = STATUS_FOR_CODE.get(err.code, 400)
-            return JsonResponse({"error": {"code": err.code, "message": err.message}}, status=status)
+            return JsonResponse(
+                {"error": {"code": err.code, "message": err.message}},
+                status=STATUS_FOR_CODE.get(err.code, 400),
+                headers=retry_headers(err),
+            )
 
     wrapper.__name__ = view.__name__
     return wrapper
@@ -91,7 +95,9 @@ def conversation_rename(request, body, conversation_id: int):
 @require_POST
 @json_action
 def conversation_delete(request, body, conversation_id: int):
-    services.conversation_delete(user=request.user, conversation_id=conversation_id)
+    streaming.conversation_delete_from_sync_view(
+        user=request.user, conversation_id=conversation_id
+    )
     return {"deleted": conversation_id}
 
 
@@ -111,6 +117,6 @@ def conversation_settings(request, body, conversation_id: int | None = None):
 @require_GET
 @json_action
 def conversation_search(request, body):
-    query = request.GET.get("q", "")[:200]
+    query = gate.text(request.GET.get("q", "")[:200], name="The search")
     found = selectors.conversations_matching(request.user, query)[:SIDEBAR_LIMIT]
     return {"results": [_conversation_json(conversation) for conversation in found]}

@@ -196,7 +196,7 @@ def test_it_answers_unknown_api_addresses_with_json_404(call):
 
 
 # --- limits ---------------------------------------------------------------------------------
-@override_settings(API_MAX_CONCURRENT=2)
+@override_settings(MAX_LIVE_ANSWERS=2)
 def test_it_refuses_a_generation_beyond_the_concurrency_limit(call, conversation):
     for _ in range(2):
         Message.objects.create(conversation=conversation, role="assistant", status="streaming")
@@ -211,7 +211,7 @@ def test_it_refuses_a_generation_beyond_the_concurrency_limit(call, conversation
     assert Message.objects.count() == 2 and Conversation.objects.count() == 1
 
 
-@override_settings(API_RATE_LIMIT="3/minute")
+@override_settings(RATE_LIMIT="3/minute")
 def test_it_rate_limits_each_family_with_a_sentence(call):
     for _ in range(3):
         assert call("/api/v1/adapters/", method="get")[0] == 200

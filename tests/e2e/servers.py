@@ -165,10 +165,10 @@ def sign_up(base_url: str, username: str, password: str = "correct horse battery
 
 
 @contextmanager
-def local_deployment(tmp_path: Path, model_dir: Path, **extra):
+def local_deployment(tmp_path: Path, model_dir: Path, *, postgres: bool = False, **extra):
     """A migrated database with the demo adapters and a local-mode Daphne over it (`extra`:
-    more environment for it)."""
-    with scratch_database(tmp_path) as database_url:
+    more environment for it; `postgres`: on PostgreSQL even without DATABASE_URL)."""
+    with scratch_database(tmp_path, postgres=postgres) as database_url:
         env = server_env(database_url, model_dir, **extra)
         manage(env, "migrate", "--noinput")
         manage(env, "make_demo_model")

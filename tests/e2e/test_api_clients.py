@@ -28,7 +28,7 @@ def live_server_url(demo_model, tmp_path_factory):
         env = server_env(
             database_url,
             TEST_MODEL_DIR,
-            API_RATE_LIMIT="100000/minute",
+            RATE_LIMIT="100000/minute",
             DEFAULT_MAX_NEW_TOKENS="16",
         )
         manage(env, "migrate", "--noinput")

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.e2e
 def live_server_url(demo_model, tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("routes")
     with scratch_database(tmp_path) as database_url:
-        env = server_env(database_url, TEST_MODEL_DIR, API_RATE_LIMIT="100000/minute")
+        env = server_env(database_url, TEST_MODEL_DIR, RATE_LIMIT="100000/minute")
         manage(env, "migrate", "--noinput")
         manage(env, "make_demo_model")
         with daphne(env, tmp_path / "daphne.log") as base_url:

@@ -10,11 +10,12 @@ import pytest
 from chatsite.env import Environment
 
 ROOT = Path(__file__).resolve().parents[2]
+OLD_NAMES = {"API_MAX_CONCURRENT": "MAX_LIVE_ANSWERS", "API_RATE_LIMIT": "RATE_LIMIT"}
 
 
 def manage(*args, **env) -> subprocess.CompletedProcess:
     # A fresh machine: none of the product's variables set, except those the test gives.
-    ours = set(Environment.model_fields) | {"DJANGO_SETTINGS_MODULE"}
+    ours = set(Environment.model_fields) | {"DJANGO_SETTINGS_MODULE", *OLD_NAMES}
     clean = {k: v for k, v in os.environ.items() if k not in ours}
     return subprocess.run(
         [sys.executable, "manage.py", *args],
@@ -43,6 +44,8 @@ def manage(*args, **env) -> subprocess.CompletedProcess:
         ("ADAPTER_MAX_RANK", "sixty-four"),
         ("ADAPTER_MAX_BYTES", "2GiB"),
         ("TRUSTED_PROXIES", "the-proxy"),
+        ("MAX_LIVE_ANSWERS", "0"),
+        ("RATE_LIMIT", "lots"),
     ],
 )
 def test_it_stops_start_up_on_a_bad_value_naming_the_variable(name, value):
@@ -66,3 +69,12 @@ def test_it_passes_the_deployment_checklist_when_debug_is_off():
     )
     assert result.returncode == 0, result.stderr + result.stdout
     assert "no issues" in result.stdout
+
+
+def test_it_still_reads_the_old_names_of_the_per_user_limits(monkeypatch):
+    for new in OLD_NAMES.values():
+        monkeypatch.delenv(new, raising=False)
+    monkeypatch.setenv("API_MAX_CONCURRENT", "7")
+    monkeypatch.setenv("API_RATE_LIMIT", "5/second")
+    env = Environment()
+    assert (env.MAX_LIVE_ANSWERS, env.RATE_LIMIT) == (7, "5/second")
