@@ -315,6 +315,7 @@ class BatchEngine:
         self._check_fits_context(len(prompt), params.max_new_tokens)
         if reserved + len(prompt) + params.max_new_tokens > self._max_batch_tokens:
             return None
+        self._check_logit_bias(params)
         grammar = self._matcher(params.grammar) if params.grammar else None
         slot = self._adapters.acquire(job.request.adapter)
         if slot is None:
@@ -334,6 +335,16 @@ class BatchEngine:
             ),
             stops=StopMatcher(params.stop),
         )
+
+    def _check_logit_bias(self, params: SamplingParams) -> None:
+        vocab_size = self._base.model.get_output_embeddings().weight.shape[0]
+        for token_id, _ in params.logit_bias:
+            if not 0 <= token_id < vocab_size:
+                raise InferenceError(
+                    "invalid_request",
+                    f"Field “logit_bias”: token {token_id} is not in this model's vocabulary "
+                    f"of {vocab_size} tokens.",
+                )
 
     def _matcher(self, grammar: str) -> GrammarMatcher:
         if self._grammar_tokenizer is None:

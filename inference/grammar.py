@@ -14,9 +14,6 @@ from __future__ import annotations
 import json
 
 import llguidance
-import llguidance.hf
-import llguidance.torch
-import torch
 from llguidance import LLMatcher, LLTokenizer
 
 from inference.errors import InferenceError
@@ -31,10 +28,10 @@ def json_schema_grammar(schema: dict) -> str:
     try:
         grammar = LLMatcher.grammar_from_json_schema(json.dumps(schema), defaults=JSON_OPTIONS)
     except (ValueError, TypeError) as error:
-        raise InferenceError("invalid_schema", f"The JSON schema is not usable: {error}") from None
+        raise InferenceError("invalid_schema", f"The JSON schema is not usable: {_sentence(error)}") from None
     problem = grammar_error(grammar)
     if problem:
-        raise InferenceError("invalid_schema", f"The JSON schema cannot be enforced: {problem}")
+        raise InferenceError("invalid_schema", f"The JSON schema cannot be enforced: {_sentence(problem)}")
     return grammar
 
 
@@ -49,12 +46,21 @@ def grammar_error(grammar: str) -> str:
     return message.strip().splitlines()[0] if message.strip() else ""
 
 
+def _sentence(problem) -> str:
+    text = str(problem).strip()
+    return text if text.endswith(".") else text + "."
+
+
 class GrammarTokenizer:
     """llguidance's view of the model's vocabulary: each token's bytes, and the end tokens a
     finished grammar allows. Building it reads the whole vocabulary (about a second for a real
     one), so the engine makes it once, on first use."""
 
     def __init__(self, tokenizer, vocab_size: int, stop_token_ids: frozenset[int]):
+        # Imported here: the web tier checks schemas with this module without loading torch.
+        import llguidance.hf
+        import torch
+
         eos = sorted(stop_token_ids) or None
         try:
             self.ll = llguidance.hf.from_tokenizer(tokenizer, n_vocab=vocab_size, eos_token=eos)
@@ -69,11 +75,13 @@ class GrammarTokenizer:
     def matcher(self, grammar: str) -> GrammarMatcher:
         matcher = LLMatcher(self.ll, grammar, log_level=0)
         if matcher.is_error():
-            raise InferenceError("invalid_schema", f"The grammar cannot be used: {matcher.get_error()}")
+            raise InferenceError("invalid_schema", f"The grammar cannot be used: {_sentence(matcher.get_error())}")
         return GrammarMatcher(matcher)
 
-    def masks(self, matchers: list[GrammarMatcher]) -> torch.Tensor:
+    def masks(self, matchers: list[GrammarMatcher]):
         """The allowed tokens of each matcher's next step, as a [rows, vocab] bool tensor."""
+        import llguidance.torch
+
         bitmask = llguidance.torch.allocate_token_bitmask(len(matchers), self.vocab_size)
         llguidance.torch.fill_next_token_bitmask_par(
             self._executor, [(m.ll, row) for row, m in enumerate(matchers)], bitmask
