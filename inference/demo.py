@@ -22,7 +22,7 @@ from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTra
 from inference.demo_words import WORDS
 
 # Bump when the builder's output changes, so existing demo directories get rebuilt.
-BUILDER_VERSION = 3
+BUILDER_VERSION = 4
 MARKER_NAME = "patchbay-demo.json"
 
 SPACE = "▁"  # Metaspace's stand-in for the space before a word
@@ -39,6 +39,10 @@ CHARACTERS = tuple(
     c for c in map(chr, range(0x21, 0x7F)) if c not in PUNCTUATION
 ) + (SPACE,)
 CHARACTER_WEIGHT = 0.3
+# Except the ones that close a JSON string, object or array: favoured like full stops, so that
+# under a grammar the nonsense ends its strings and objects (and reads as words, unconstrained).
+CLOSING_CHARACTERS = ('"', "}", "]")
+CLOSING_WEIGHT = 2.0
 
 CHAT_TEMPLATE = (
     "{{ bos_token }}"
@@ -191,7 +195,8 @@ def _build_base_model(tokenizer: PreTrainedTokenizerFast) -> LlamaForCausalLM:
         for mark in (".", ","):
             model.lm_head.weight[tokenizer.convert_tokens_to_ids(mark)] *= 2.0
         for character in CHARACTERS:
-            model.lm_head.weight[tokenizer.convert_tokens_to_ids(character)] *= CHARACTER_WEIGHT
+            weight = CLOSING_WEIGHT if character in CLOSING_CHARACTERS else CHARACTER_WEIGHT
+            model.lm_head.weight[tokenizer.convert_tokens_to_ids(character)] *= weight
     model.generation_config = GenerationConfig(
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=[tokenizer.eos_token_id, end_of_turn],

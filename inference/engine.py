@@ -26,7 +26,7 @@ from inference.adapter_cache import AdapterCache
 from inference.batch import Batch, check_supported
 from inference.detok import IncrementalDetokenizer
 from inference.errors import InferenceError
-from inference.grammar import GrammarMatcher, GrammarTokenizer
+from inference.grammar_masks import CLOSING_RESERVE, GrammarMatcher, GrammarTokenizer
 from inference.lora import LoraLayers
 from inference.model import BaseModel, load_base_model
 from inference.sampling import Sampler
@@ -85,6 +85,11 @@ class _Row:
     @property
     def params(self) -> SamplingParams:
         return self.job.request.params
+
+    @property
+    def tokens_left(self) -> int:
+        """How many more tokens this row may write, counting the one being chosen."""
+        return self.params.max_new_tokens - self.completion_tokens
 
     @property
     def reserved_tokens(self) -> int:
@@ -401,7 +406,14 @@ class BatchEngine:
 
     def _accept_all(self, rows: list[_Row], logits: torch.Tensor) -> None:
         greedy = logits.argmax(dim=-1).tolist()  # one call for every plain greedy row
-        allowed = self._grammar_masks(rows, logits.device)
+        try:
+            allowed = self._grammar_masks(rows, logits.device)
+        except Exception:
+            logger.exception("The grammar masks of a step failed")
+            for row in rows:
+                if row.grammar is not None and not row.done:
+                    self._finish(row, "error", INTERNAL_FAILURE)
+            allowed = {}
         for index, row in enumerate(rows):
             if row.done:
                 continue
@@ -421,7 +433,9 @@ class BatchEngine:
         constrained = [i for i, row in enumerate(rows) if row.grammar is not None and not row.done]
         if not constrained:
             return {}
-        masks = self._grammar_tokenizer.masks([rows[i].grammar for i in constrained]).to(device)
+        closing = [rows[i].tokens_left <= min(CLOSING_RESERVE, rows[i].params.max_new_tokens // 2) for i in constrained]
+        masks = self._grammar_tokenizer.masks([rows[i].grammar for i in constrained], closing)
+        masks = masks.to(device)
         return dict(zip(constrained, masks))
 
     def _accept(self, row: _Row, token_id: int) -> None:

@@ -69,3 +69,16 @@ def test_it_keeps_the_same_answer_for_the_same_seed_with_a_grammar(engine):
     params = dict(grammar=json_schema_grammar(PERSON), temperature=1.0, seed=11, max_new_tokens=80)
 
     assert run(engine, chat(**params)).text == run(engine, chat(**params)).text
+
+
+@pytest.mark.parametrize("max_new_tokens", [16, 30, 120])
+def test_it_closes_the_json_before_the_token_limit_so_it_still_parses(engine, max_new_tokens):
+    schema = {"type": "object", "properties": {"story": {"type": "string"}}, "required": ["story"]}
+
+    for seed in range(3):
+        stream = run(
+            engine,
+            chat(grammar=json_schema_grammar(schema), temperature=1.0, seed=seed, max_new_tokens=max_new_tokens),
+        )
+        assert stream.finish.reason == "stop", stream.text
+        jsonschema.validate(json.loads(stream.text), schema)
