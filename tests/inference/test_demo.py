@@ -97,7 +97,7 @@ def test_it_writes_words_not_single_characters_when_unconstrained(engine):
     stream = run(engine, chat(temperature=1.0, seed=0, max_new_tokens=200, ignore_eos=True))
 
     characters = set(engine.base.tokenizer.convert_tokens_to_ids(list(CHARACTERS)))
-    assert sum(token in characters for token in stream.token_ids) < 200 * 0.05
+    assert sum(token in characters for token in stream.token_ids) < 200 * 0.15
 
 
 def test_it_spaces_words_and_punctuation_like_prose(demo_model):
