@@ -41,7 +41,7 @@ class GrammarTokenizer:
         pieces = [self.ll.decode_bytes([i]) for i in range(vocab_size)]
         self._closers = {
             closer: torch.tensor([piece == closer for piece in pieces], dtype=torch.bool)
-            for closer in (b'"', b"}", b"]")
+            for closer in (b'"', b"}", b"]", b",")
         }
 
     def matcher(self, grammar: str) -> GrammarMatcher:
@@ -69,9 +69,10 @@ class GrammarTokenizer:
     def _closing_choice(self, allowed, in_string: bool):
         """The shortest way out of a JSON state: inside a string, its closing quote; outside,
         a closing brace or bracket, else a quote (a required key, or a string value, begins;
-        it is closed at the next step); when the grammar allows none of them (a number, a
-        literal, a minimum of items), whatever it allows."""
-        order = [[b'"']] if in_string else [[b"}", b"]"], [b'"']]
+        it is closed at the next step), else a comma (it ends a number, and the next required
+        key is forced); when the grammar allows none of them (a value's first character, a
+        minimum of items), whatever it allows."""
+        order = [[b'"']] if in_string else [[b"}", b"]"], [b'"'], [b","]]
         for closers in order:
             choice = allowed & torch.stack([self._closers[c] for c in closers]).any(dim=0)
             if choice.any():
