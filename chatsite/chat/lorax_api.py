@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 from contextlib import aclosing
 
 from django.conf import settings
@@ -179,6 +180,9 @@ def _params(parameters: Parameters) -> GenerationParams:
     temperature = parameters.temperature
     if temperature is None:
         temperature = 1.0 if parameters.do_sample else 0.0  # LoRAX: greedy unless sampling
+    if temperature > 0 and parameters.seed is None:
+        # Chosen here, so that details.seed reports the seed really used, as LoRAX does.
+        parameters.seed = secrets.randbits(63)
     try:
         return GenerationParams(
             max_tokens=parameters.max_new_tokens,
@@ -270,7 +274,7 @@ async def _events(body: GenerateRequest, exchange):
                     {
                         "token": last,
                         "generated_text": _full_text(body, "".join(parts)),
-                        "details": _stream_details(body, end),
+                        "details": _stream_details(body, end) if body.parameters.details else None,
                     }
                 )
 

@@ -194,3 +194,23 @@ def test_it_follows_the_native_response_format(alice):
     message = alice.wait_for_status(sent["message"])
     assert message["status"] == "complete"
     jsonschema.validate(json.loads(message["content"]), PERSON_SCHEMA)
+
+
+def test_it_reports_the_seed_it_sampled_with_so_the_answer_can_be_repeated(alice):
+    client = lorax.Client(f"{alice.base_url}/lorax", headers=alice.headers)
+
+    first = client.generate("The river", max_new_tokens=10, do_sample=True)
+    again = client.generate("The river", max_new_tokens=10, do_sample=True, seed=first.details.seed)
+
+    assert first.details.seed is not None
+    assert again.generated_text == first.generated_text
+    assert client.generate("The river", max_new_tokens=4).details.seed is None  # greedy
+
+
+def test_it_leaves_the_details_out_of_a_stream_that_asks_for_none(alice):
+    client = lorax.Client(f"{alice.base_url}/lorax", headers=alice.headers)
+
+    responses = list(client.generate_stream("The river", max_new_tokens=5, details=False))
+
+    assert responses[-1].generated_text is not None
+    assert responses[-1].details is None
