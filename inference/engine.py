@@ -92,6 +92,11 @@ class _Row:
         return self.params.max_new_tokens - self.completion_tokens
 
     @property
+    def near_limit(self) -> bool:
+        """A constrained row this close to its limit closes its JSON (inference.grammar_masks)."""
+        return self.tokens_left <= min(CLOSING_RESERVE, self.params.max_new_tokens // 2)
+
+    @property
     def reserved_tokens(self) -> int:
         """The most cache this row can ever hold, counted against the token budget."""
         return len(self.prompt) + self.params.max_new_tokens
@@ -433,7 +438,7 @@ class BatchEngine:
         constrained = [i for i, row in enumerate(rows) if row.grammar is not None and not row.done]
         if not constrained:
             return {}
-        closing = [rows[i].tokens_left <= min(CLOSING_RESERVE, rows[i].params.max_new_tokens // 2) for i in constrained]
+        closing = [rows[i].near_limit for i in constrained]
         masks = self._grammar_tokenizer.masks([rows[i].grammar for i in constrained], closing)
         masks = masks.to(device)
         return dict(zip(constrained, masks))

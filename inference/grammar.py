@@ -26,10 +26,12 @@ def json_schema_grammar(schema: dict) -> str:
     try:
         grammar = LLMatcher.grammar_from_json_schema(json.dumps(schema), defaults=JSON_OPTIONS)
     except (ValueError, TypeError) as error:
-        raise InferenceError("invalid_schema", f"The JSON schema is not usable: {sentence(error)}") from None
+        message = f"The JSON schema is not usable: {sentence(error)}"
+        raise InferenceError("invalid_schema", message) from None
     problem = grammar_error(grammar)
     if problem:
-        raise InferenceError("invalid_schema", f"The JSON schema cannot be enforced: {sentence(problem)}")
+        message = f"The JSON schema cannot be enforced: {sentence(problem)}"
+        raise InferenceError("invalid_schema", message)
     return grammar
 
 

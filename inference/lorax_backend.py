@@ -124,5 +124,7 @@ def _parameters(request: GenerationRequest) -> dict:
         "stop_sequences": list(params.stop) or None,
         "ignore_eos_token": params.ignore_eos,
         "top_k": params.top_k if sampled and params.top_k else None,
-        "repetition_penalty": None if params.repetition_penalty == 1.0 else params.repetition_penalty,
+        "repetition_penalty": (
+            None if params.repetition_penalty == 1.0 else params.repetition_penalty
+        ),
     }

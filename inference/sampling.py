@@ -59,7 +59,9 @@ class Sampler:
             )
         if (params.presence_penalty or params.frequency_penalty) and self._counts:
             ids = torch.tensor(list(self._counts), device=logits.device)
-            counts = torch.tensor(list(self._counts.values()), dtype=logits.dtype, device=logits.device)
+            counts = torch.tensor(
+                list(self._counts.values()), dtype=logits.dtype, device=logits.device
+            )
             logits[ids] -= params.frequency_penalty * counts + params.presence_penalty
         for token_id, bias in params.logit_bias:
             if token_id < logits.shape[-1]:

@@ -13,6 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from chatsite.chat.errors import ChatError
 
 
+TokenId = Annotated[str, Field(pattern=r"^[0-9]{1,9}$")]
+Bias = Annotated[float, Field(ge=-100, le=100)]
+
+
 class ResponseFormat(BaseModel):
     """What the answer must be: prose ("text"), any JSON object, or JSON that validates
     against `schema` (each API's own shape is mapped to this, chat/request_params.py)."""
@@ -42,9 +46,7 @@ class GenerationParams(BaseModel):
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
     repetition_penalty: float | None = Field(default=None, gt=0)
     # Token id (as JSON object keys are strings) → bias added to its logit.
-    logit_bias: dict[Annotated[str, Field(pattern=r"^[0-9]{1,9}$")], Annotated[float, Field(ge=-100, le=100)]] | None = Field(
-        default=None, max_length=300
-    )
+    logit_bias: dict[TokenId, Bias] | None = Field(default=None, max_length=300)
     response_format: ResponseFormat | None = None
 
 
