@@ -11,6 +11,8 @@ On a generated Llama of about 30M parameters (and on the demo model), or on the 
   (d) the same N-adapter batch through PEFT's mixed batch (`adapter_names`),
   (e) a batch of N on the base model alone through this engine,
   (f) the same base-model batch through plain transformers `generate` (what a Python user runs),
+  (g) the N-adapter batch of (c) with half its rows constrained by a JSON schema grammar
+      (structured output: a grammar mask per constrained row and step), reported as g ÷ c,
 then time to first token when 16 requests arrive together, against its floor (one batched
 prefill of those 16 prompts plus one decode step, timed alone), and the cold load of an
 adapter. Measurements of a..e are interleaved, repetition by repetition, so background load
@@ -39,6 +41,7 @@ import torch
 from inference.demo import build_demo_model, build_tokenizer
 from inference.demo_words import WORDS
 from inference.engine import BatchEngine
+from inference.grammar import json_schema_grammar
 from inference.synthetic import random_llama, save_random_adapter
 from inference.types import (
     AdapterRef,
@@ -57,7 +60,10 @@ SHAPES = {  # the generated model's shape; its vocabulary is the demo tokenizer'
 }
 TARGETS = {"mixed_over_same": 0.9, "mixed_over_sequential": 4.0, "mixed_over_peft": 1.5}
 TTFT_TARGET = 1.5
-ENGINE_RUNS = ("b_same_adapter", "c_mixed_adapters", "e_base_only")
+ENGINE_RUNS = ("b_same_adapter", "c_mixed_adapters", "e_base_only", "g_half_constrained")
+# An array of strings: a JSON grammar that never has to end, so constrained rows run as long as
+# free ones (they close their JSON in the last few tokens).
+BENCH_SCHEMA = {"type": "array", "items": {"type": "string"}}
 
 
 def main() -> None:
@@ -175,6 +181,7 @@ def measure(model_dir: Path, adapters: list[AdapterRef], args, reps: int) -> dic
         str(model_dir), device=args.device, max_batch_size=max(16, n), max_adapters=len(adapters) + 1
     )
     peft = PeftRunner(model_dir, adapters[:n], engine.base)
+    grammar = json_schema_grammar(BENCH_SCHEMA)
     try:
         for ref in adapters:
             engine.preload(ref, pin=False)
@@ -188,6 +195,9 @@ def measure(model_dir: Path, adapters: list[AdapterRef], args, reps: int) -> dic
             "d_mixed_peft": lambda: peft.mixed(turns, new_tokens),
             "e_base_only": lambda: engine_tokens_per_s(engine, turns, [None] * n, new_tokens),
             "f_transformers_base": lambda: peft.plain(turns, new_tokens),
+            "g_half_constrained": lambda: engine_tokens_per_s(
+                engine, turns, adapters[:n], new_tokens, grammars=([grammar, None] * n)[:n]
+            ),
         }
         engine_tokens_per_s(engine, turns, adapters[:n], 4)  # warm up both
         peft.mixed(turns, 2)
@@ -210,6 +220,7 @@ def measure(model_dir: Path, adapters: list[AdapterRef], args, reps: int) -> dic
         "mixed_over_sequential": speeds["c_mixed_adapters"] / speeds["a_sequential_peft"],
         "mixed_over_peft": speeds["c_mixed_adapters"] / speeds["d_mixed_peft"],
         "mixed_over_base": speeds["c_mixed_adapters"] / speeds["e_base_only"],
+        "half_constrained_over_free": speeds["g_half_constrained"] / speeds["c_mixed_adapters"],
         "base_over_transformers": speeds["e_base_only"] / speeds["f_transformers_base"],
         "peft_mixed_over_same": peft_same and speeds["d_mixed_peft"] / peft_same,
         **ttft,
@@ -217,8 +228,9 @@ def measure(model_dir: Path, adapters: list[AdapterRef], args, reps: int) -> dic
     }
 
 
-def engine_tokens_per_s(engine, turns, adapters, new_tokens: int) -> float:
-    """Submit one request per prompt together; tokens generated per second until all end."""
+def engine_tokens_per_s(engine, turns, adapters, new_tokens: int, grammars=None) -> float:
+    """Submit one request per prompt together; tokens generated per second until all end.
+    `grammars`: per request, a grammar to constrain it, or None."""
     done = threading.Semaphore(0)
     finishes = []
 
@@ -228,20 +240,25 @@ def engine_tokens_per_s(engine, turns, adapters, new_tokens: int) -> float:
             done.release()
 
     started = time.perf_counter()
-    for turn, adapter in zip(turns, adapters):
-        engine.submit(request(turn, adapter, new_tokens), sink)
+    grammars = grammars or [None] * len(turns)
+    for turn, adapter, grammar in zip(turns, adapters, grammars):
+        engine.submit(request(turn, adapter, new_tokens, grammar), sink)
     for _ in turns:
         done.acquire()
     elapsed = time.perf_counter() - started
-    assert all(f.reason == "length" for f in finishes), finishes
+    # A constrained row closes its JSON just before the limit ("stop"); a free one runs to it.
+    expected = ("length", "stop") if any(grammars) else ("length",)
+    assert all(f.reason in expected for f in finishes), finishes
     return sum(f.completion_tokens for f in finishes) / elapsed
 
 
 _ids = iter(range(10**9))
 
 
-def request(turns, adapter, new_tokens: int) -> GenerationRequest:
-    params = SamplingParams(max_new_tokens=new_tokens, temperature=0.0, ignore_eos=True)
+def request(turns, adapter, new_tokens: int, grammar: str | None = None) -> GenerationRequest:
+    params = SamplingParams(
+        max_new_tokens=new_tokens, temperature=0.0, ignore_eos=True, grammar=grammar
+    )
     return GenerationRequest(id=f"bench-{next(_ids)}", messages=turns, adapter=adapter, params=params)
 
 
@@ -389,6 +406,7 @@ def summarise(results: dict, args, seconds: float) -> dict:
             "mixed_over_same",
             "mixed_over_sequential",
             "mixed_over_peft",
+            "half_constrained_over_free",
             "ttft_p95_over_floor",
             "adapter_load_ms",
             "model_params",
@@ -422,6 +440,7 @@ def print_table(summary: dict) -> None:
         for kind, speed in values["tokens_per_s"].items():
             print(f"  {kind:<20} {speed:>9.1f} tokens/s")
         for key in ("mixed_over_same", "mixed_over_sequential", "mixed_over_peft", "mixed_over_base",
+                    "half_constrained_over_free",
                     "peft_mixed_over_same", "base_over_transformers", "ttft_p50_ms", "ttft_p95_ms", "ttft_floor_ms",
                     "ttft_p95_over_floor", "adapter_load_ms"):
             print(f"  {key:<22} {values[key]}")

@@ -22,7 +22,7 @@ from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTra
 from inference.demo_words import WORDS
 
 # Bump when the builder's output changes, so existing demo directories get rebuilt.
-BUILDER_VERSION = 2
+BUILDER_VERSION = 4
 MARKER_NAME = "patchbay-demo.json"
 
 SPACE = "▁"  # Metaspace's stand-in for the space before a word
@@ -31,6 +31,18 @@ SPECIAL_TOKENS = (
 )
 PUNCTUATION = (".", ",", "!", "?", "'", ":", ";", "-")
 DIGITS = tuple(str(d) for d in range(10))
+# Every printable ASCII character as a token of its own, with no leading space, so that any JSON
+# (a schema's keys, numbers, braces) can be spelled when a grammar constrains the answer
+# (inference/grammar.py). Encoding never produces them from words; unconstrained, the model
+# rarely picks them (CHARACTER_WEIGHT), so its nonsense still reads as words.
+CHARACTERS = tuple(
+    c for c in map(chr, range(0x21, 0x7F)) if c not in PUNCTUATION
+) + (SPACE,)
+CHARACTER_WEIGHT = 0.3
+# Except the ones that close a JSON string, object or array: favoured like full stops, so that
+# under a grammar the nonsense ends its strings and objects (and reads as words, unconstrained).
+CLOSING_CHARACTERS = ('"', "}", "]")
+CLOSING_WEIGHT = 2.0
 
 CHAT_TEMPLATE = (
     "{{ bos_token }}"
@@ -126,12 +138,14 @@ def build_demo_model(base_dir: Path, adapters_dir: Path, seed: int = 0) -> DemoM
 
 
 def build_tokenizer() -> PreTrainedTokenizerFast:
-    """A word-level tokenizer: lowercase words with their leading space, punctuation, digits."""
+    """A word-level tokenizer: lowercase words with their leading space, punctuation, digits,
+    and single characters for spelling anything else."""
     tokens = (
         list(SPECIAL_TOKENS)
         + [SPACE + word for word in WORDS]
         + list(PUNCTUATION)
         + [SPACE + digit for digit in DIGITS]
+        + list(CHARACTERS)
     )
     vocabulary = {token: i for i, token in enumerate(tokens)}
     backend = Tokenizer(models.WordLevel(vocabulary, unk_token="<unk>"))
@@ -180,6 +194,9 @@ def _build_base_model(tokenizer: PreTrainedTokenizerFast) -> LlamaForCausalLM:
     with torch.no_grad():
         for mark in (".", ","):
             model.lm_head.weight[tokenizer.convert_tokens_to_ids(mark)] *= 2.0
+        for character in CHARACTERS:
+            weight = CLOSING_WEIGHT if character in CLOSING_CHARACTERS else CHARACTER_WEIGHT
+            model.lm_head.weight[tokenizer.convert_tokens_to_ids(character)] *= weight
     model.generation_config = GenerationConfig(
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=[tokenizer.eos_token_id, end_of_turn],

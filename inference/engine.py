@@ -26,6 +26,7 @@ from inference.adapter_cache import AdapterCache
 from inference.batch import Batch, check_supported
 from inference.detok import IncrementalDetokenizer
 from inference.errors import InferenceError
+from inference.grammar_masks import CLOSING_RESERVE, GrammarMatcher, GrammarTokenizer
 from inference.lora import LoraLayers
 from inference.model import BaseModel, load_base_model
 from inference.sampling import Sampler
@@ -74,6 +75,7 @@ class _Row:
     sampler: Sampler
     detokenizer: IncrementalDetokenizer
     stops: StopMatcher
+    grammar: GrammarMatcher | None = None  # the row's place in its grammar, when it has one
     last_token: int = -1
     completion_tokens: int = 0
     deltas_sent: int = 0
@@ -84,6 +86,16 @@ class _Row:
     @property
     def params(self) -> SamplingParams:
         return self.job.request.params
+
+    @property
+    def tokens_left(self) -> int:
+        """How many more tokens this row may write, counting the one being chosen."""
+        return self.params.max_new_tokens - self.completion_tokens
+
+    @property
+    def near_limit(self) -> bool:
+        """A constrained row this close to its limit closes its JSON (inference.grammar_masks)."""
+        return self.tokens_left <= min(CLOSING_RESERVE, self.params.max_new_tokens // 2)
 
     @property
     def reserved_tokens(self) -> int:
@@ -130,6 +142,7 @@ class BatchEngine:
         self._closed = False
         # Engine thread only: the batch's rows, in the order of the batch tensors.
         self._rows: list[_Row] = []
+        self._grammar_tokenizer: GrammarTokenizer | None = None  # made on the first grammar
         self._thread = threading.Thread(target=self._run, name="patchbay-engine", daemon=True)
         self._thread.start()
 
@@ -319,6 +332,8 @@ class BatchEngine:
         self._check_fits_context(len(prompt), params.max_new_tokens)
         if reserved + len(prompt) + params.max_new_tokens > self._max_batch_tokens:
             return None
+        self._check_logit_bias(params)
+        grammar = self._matcher(params.grammar) if params.grammar else None
         slot = self._adapters.acquire(job.request.adapter)
         if slot is None:
             return None
@@ -327,7 +342,8 @@ class BatchEngine:
             job=job,
             prompt=prompt,
             slot=slot,
-            sampler=Sampler(params),
+            sampler=Sampler(params, prompt),
+            grammar=grammar,
             detokenizer=IncrementalDetokenizer(
                 self._base.tokenizer,
                 # Continuing a turn: decode against its last tokens, so the first new word keeps
@@ -336,6 +352,24 @@ class BatchEngine:
             ),
             stops=StopMatcher(params.stop),
         )
+
+    def _check_logit_bias(self, params: SamplingParams) -> None:
+        vocab_size = self._base.model.get_output_embeddings().weight.shape[0]
+        for token_id, _ in params.logit_bias:
+            if not 0 <= token_id < vocab_size:
+                raise InferenceError(
+                    "invalid_request",
+                    f"Field “logit_bias”: token {token_id} is not in this model's vocabulary "
+                    f"of {vocab_size} tokens.",
+                )
+
+    def _matcher(self, grammar: str) -> GrammarMatcher:
+        if self._grammar_tokenizer is None:
+            vocab_size = self._base.model.get_output_embeddings().weight.shape[0]
+            self._grammar_tokenizer = GrammarTokenizer(
+                self._base.tokenizer, vocab_size, self._base.stop_token_ids
+            )
+        return self._grammar_tokenizer.matcher(grammar)
 
     def _check_fits_context(self, prompt_tokens: int, max_new_tokens: int) -> None:
         limit = self._base.max_positions
@@ -383,21 +417,45 @@ class BatchEngine:
         self._accept_all(self._rows, logits)
 
     def _accept_all(self, rows: list[_Row], logits: torch.Tensor) -> None:
-        greedy = logits.argmax(dim=-1).tolist()  # one call for every greedy row
+        greedy = logits.argmax(dim=-1).tolist()  # one call for every plain greedy row
+        try:
+            allowed = self._grammar_masks(rows, logits.device)
+        except Exception:
+            logger.exception("The grammar masks of a step failed")
+            for row in rows:
+                if row.grammar is not None and not row.done:
+                    self._finish(row, "error", INTERNAL_FAILURE)
+            allowed = {}
         for index, row in enumerate(rows):
             if row.done:
                 continue
             try:
-                token = greedy[index] if row.params.temperature == 0 else row.sampler(logits[index])
+                if row.params.temperature == 0 and not row.params.shapes_logits:
+                    token = greedy[index]
+                else:
+                    token = row.sampler(logits[index], allowed.get(index))
                 self._accept(row, token)
             except Exception:
                 logger.exception("Request %s failed while decoding", row.job.request.id)
                 self._finish(row, "error", INTERNAL_FAILURE)
         self._compact()
 
+    def _grammar_masks(self, rows: list[_Row], device: torch.device) -> dict[int, torch.Tensor]:
+        """Each constrained row's allowed next tokens, by row index: one parallel call."""
+        constrained = [i for i, row in enumerate(rows) if row.grammar is not None and not row.done]
+        if not constrained:
+            return {}
+        closing = [rows[i].near_limit for i in constrained]
+        masks = self._grammar_tokenizer.masks([rows[i].grammar for i in constrained], closing)
+        masks = masks.to(device)
+        return dict(zip(constrained, masks))
+
     def _accept(self, row: _Row, token_id: int) -> None:
         row.completion_tokens += 1
         row.last_token = token_id
+        row.sampler.record(token_id)
+        if row.grammar is not None:
+            row.grammar.consume(token_id)
         if row.job.cancelled:
             self._finish(row, "cancelled")
             return
@@ -409,6 +467,10 @@ class BatchEngine:
         text, stopped = row.stops.push(row.detokenizer.push(token_id))
         if stopped:
             self._send(row, text)
+            self._finish(row, "stop")
+        elif row.grammar is not None and row.grammar.complete:
+            # Nothing but an end token may follow: end now, without a step to sample it.
+            self._send(row, text + self._held_text(row))
             self._finish(row, "stop")
         elif row.completion_tokens >= row.params.max_new_tokens:
             self._send(row, text + self._held_text(row))
@@ -510,6 +572,10 @@ def _check_params(params: SamplingParams) -> None:
         raise InferenceError("invalid_request", "temperature must not be negative.")
     if not 0 < params.top_p <= 1:
         raise InferenceError("invalid_request", "top_p must be greater than 0 and at most 1.")
+    if params.top_k < 0:
+        raise InferenceError("invalid_request", "top_k must not be negative.")
+    if params.repetition_penalty <= 0:
+        raise InferenceError("invalid_request", "repetition_penalty must be greater than 0.")
 
 
 def _ms_since(start: float) -> float:

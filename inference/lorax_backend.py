@@ -100,6 +100,19 @@ class LoraxEngine:
 
 def _parameters(request: GenerationRequest) -> dict:
     params = request.params
+    # LoRAX takes a JSON schema, not llguidance's grammar, and has no OpenAI penalties or
+    # logit bias: refused rather than dropped.
+    for name, unsupported in (
+        ("response_format", params.grammar is not None),
+        ("presence_penalty", bool(params.presence_penalty)),
+        ("frequency_penalty", bool(params.frequency_penalty)),
+        ("logit_bias", bool(params.logit_bias)),
+    ):
+        if unsupported:
+            raise InferenceError(
+                "unsupported_parameter",
+                f"Field “{name}”: not available while answers come from a LoRAX server.",
+            )
     sampled = params.temperature > 0
     return {
         "adapter_id": request.adapter.name if request.adapter else None,
@@ -110,4 +123,8 @@ def _parameters(request: GenerationRequest) -> dict:
         "seed": params.seed,
         "stop_sequences": list(params.stop) or None,
         "ignore_eos_token": params.ignore_eos,
+        "top_k": params.top_k if sampled and params.top_k else None,
+        "repetition_penalty": (
+            None if params.repetition_penalty == 1.0 else params.repetition_penalty
+        ),
     }

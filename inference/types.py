@@ -29,6 +29,24 @@ class SamplingParams:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     ignore_eos: bool = False  # keep going past end-of-sequence tokens (benchmarks, LoRAX's option)
+    top_k: int = 0  # sample among the k most likely tokens; 0: all
+    # OpenAI's penalties, over the answer's own tokens: minus presence once a token has
+    # appeared, minus frequency times its count.
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    # HF/TGI/LoRAX's, over the prompt and the answer: a seen token's logit divided by it
+    # (multiplied when negative); 1 is none.
+    repetition_penalty: float = 1.0
+    logit_bias: tuple[tuple[int, float], ...] = ()  # (token id, added to its logit)
+    grammar: str | None = None  # an llguidance grammar the answer must follow (inference.grammar)
+
+    @property
+    def shapes_logits(self) -> bool:
+        """Whether anything but temperature and nucleus changes this row's choice."""
+        return bool(
+            self.top_k or self.presence_penalty or self.frequency_penalty or self.logit_bias
+            or self.repetition_penalty != 1.0 or self.grammar
+        )
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from chatsite.adapters.selectors import adapter_for_user, adapters_usable_by
 from chatsite.chat import gate, selectors, services, streaming
 from chatsite.chat.errors import ChatError
 from chatsite.chat.models import Message
-from chatsite.chat.protocol import GenerationParams
+from chatsite.chat.request_params import native_params
 from chatsite.chat.serializers import (
     AdapterSerializer,
     ConversationCreateSerializer,
@@ -124,7 +124,7 @@ class ConversationMessages(generics.ListAPIView):
             conversation_id=pk,
             content=data["content"],
             adapter_slug=data.get("adapter"),
-            params=GenerationParams(**data.get("parameters", {})),
+            params=native_params(data.get("parameters", {}), prefix="parameters."),
         )
         answer = exchange.assistant_message.pk
         body = {

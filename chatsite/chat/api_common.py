@@ -128,11 +128,14 @@ def _sentence(exc) -> str:
     if isinstance(exc, exceptions.Throttled):
         return f"Too many requests; try again in {exc.wait or 1:.0f} seconds."
     if isinstance(detail, dict):
-        field, problems = next(iter(detail.items()))
-        problem = _first(problems)
-        if field == "non_field_errors":
+        path = []
+        while isinstance(detail, dict) and detail:  # nested serializers: name the inner field
+            field, detail = next(iter(detail.items()))
+            path.append(str(field))
+        problem = _first(detail)
+        if path == ["non_field_errors"]:
             return str(problem)
-        return f"Field “{field}”: {problem}"
+        return f"Field “{'.'.join(path)}”: {problem}"
     return str(_first(detail))
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 from contextlib import aclosing
 
 from django.conf import settings
@@ -20,7 +21,7 @@ from django.contrib.auth.decorators import login_not_required
 from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from chatsite.adapters.selectors import base_model_id
 from chatsite.chat import model_limits, streaming
@@ -28,18 +29,11 @@ from chatsite.chat.api_common import key_user, parse_body, retry_headers, status
 from chatsite.chat.engine import local_engine
 from chatsite.chat.errors import ChatError
 from chatsite.chat.protocol import GenerationParams
+from chatsite.chat.request_params import lorax_response_format, params_error
 
 VERSION = "patchbay-lorax-compat-1"
-# Parameters LoRAX has that Patchbay does not implement: refused rather than ignored.
-UNSUPPORTED = (
-    "adapter_source",
-    "merged_adapters",
-    "repetition_penalty",
-    "top_k",
-    "truncate",
-    "typical_p",
-    "response_format",
-)
+# Parameters LoRAX has that Patchbay does not implement (these, merged_adapters, truncate,
+# typical_p, adapter_source other than "hub", and any unknown one) are refused, not ignored.
 UNSUPPORTED_TRUE = ("watermark", "decoder_input_details")
 
 
@@ -54,8 +48,11 @@ class Parameters(BaseModel):
     return_full_text: bool | None = False
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
     stop: list[str] = []
-    temperature: float | None = Field(default=None, gt=0, le=2)
+    temperature: float | None = Field(default=None, ge=0, le=2)  # 0: greedy, as LoRAX allows
     top_p: float | None = Field(default=None, gt=0, le=1)
+    top_k: int | None = Field(default=None, gt=0)
+    repetition_penalty: float | None = Field(default=None, gt=0)
+    response_format: dict | None = None
     details: bool = True
     return_k_alternatives: int | None = Field(default=None, le=0)
     ignore_eos_token: bool | None = False
@@ -194,18 +191,24 @@ def _error(err: ChatError, status: int, error_type: str) -> JsonResponse:
 
 
 def _params(parameters: Parameters) -> GenerationParams:
-    extra = parameters.model_extra or {}
-    for name in UNSUPPORTED:
-        if extra.get(name) not in ((None, "hub") if name == "adapter_source" else (None,)):
-            raise ChatError(
-                "bad_request", f"Patchbay does not support the parameter {name}; leave it out."
-            )
-    for name in UNSUPPORTED_TRUE:
-        if extra.get(name):
+    for name, value in (parameters.model_extra or {}).items():
+        if name == "adapter_source" and value in (None, "hub") or value is None:
+            continue
+        if name in UNSUPPORTED_TRUE:
+            if value is False:
+                continue
             raise ChatError("bad_request", f"Patchbay does not support {name}=true.")
+        # Any other parameter (the ones LoRAX has that Patchbay lacks, or a typo) would be
+        # ignored, so it is refused by name.
+        raise ChatError(
+            "bad_request", f"Patchbay does not support the parameter {name}; leave it out."
+        )
     temperature = parameters.temperature
     if temperature is None:
         temperature = 1.0 if parameters.do_sample else 0.0  # LoRAX: greedy unless sampling
+    if temperature > 0 and parameters.seed is None:
+        # Chosen here, so that details.seed reports the seed really used, as LoRAX does.
+        parameters.seed = secrets.randbits(63)
     try:
         return GenerationParams(
             max_tokens=parameters.max_new_tokens,
@@ -214,11 +217,12 @@ def _params(parameters: Parameters) -> GenerationParams:
             seed=parameters.seed,
             stop=parameters.stop or None,
             ignore_eos=bool(parameters.ignore_eos_token),
+            top_k=parameters.top_k,
+            repetition_penalty=parameters.repetition_penalty,
+            response_format=lorax_response_format(parameters.response_format),
         )
-    except ValueError as exc:
-        raise ChatError(
-            "bad_request", f"Field “parameters.stop”: {exc.errors()[0]['msg']}."
-        ) from None
+    except ValidationError as exc:
+        raise params_error(exc, prefix="parameters.") from None
 
 
 def _incomplete(end: dict) -> ChatError | None:
@@ -299,7 +303,7 @@ async def _events(body: GenerateRequest, exchange, key_id: int):
                     {
                         "token": last,
                         "generated_text": _full_text(body, "".join(parts)),
-                        "details": _stream_details(body, end),
+                        "details": _stream_details(body, end) if body.parameters.details else None,
                     }
                 )
 

@@ -18,13 +18,18 @@ from django.contrib.auth.decorators import login_not_required
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from chatsite.adapters.selectors import adapters_usable_by, base_model_id
 from chatsite.chat import services, streaming
 from chatsite.chat.api_common import key_user, parse_body, retry_headers, status_of
 from chatsite.chat.errors import ChatError
 from chatsite.chat.protocol import GenerationParams
+from chatsite.chat.request_params import (
+    openai_response_format,
+    params_error,
+    refuse_unsupported,
+)
 
 # An answer cut by the server's byte cap (`length`) or time cap (`timeout`) was cut short, never
 # a clean stop. Anything else ended early (a Stop, a client gone): "stop", with the text kept.
@@ -53,9 +58,10 @@ class StreamOptions(BaseModel):
 
 
 class CompletionRequest(BaseModel):
-    # Unknown fields are ignored, as OpenAI-compatible servers commonly do; known ones are
-    # checked strictly (a string is not a number).
-    model_config = ConfigDict(extra="ignore", strict=True)
+    # Known fields are checked strictly (a string is not a number); OpenAI fields Patchbay
+    # does not implement are refused by name (request_params.OPENAI_UNSUPPORTED), and other
+    # unknown ones are ignored, as OpenAI-compatible servers commonly do.
+    model_config = ConfigDict(extra="allow", strict=True)
 
     model: str = Field(min_length=1)
     messages: list[ChatMessage] = Field(min_length=1)
@@ -69,8 +75,16 @@ class CompletionRequest(BaseModel):
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
     n: int | None = Field(default=None, ge=1, le=1)
     ignore_eos: bool = False  # vLLM's extension (`extra_body`): run to the token limit
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    logit_bias: dict[str, int | float] | None = None
+    response_format: dict | None = None
+    # vLLM's extensions (`extra_body`); top_k -1 is vLLM's "all".
+    top_k: int | None = Field(default=None, ge=-1)
+    repetition_penalty: float | None = Field(default=None, gt=0, le=2)
 
     def params(self) -> GenerationParams:
+        refuse_unsupported(self.model_extra or {})
         stop = [self.stop] if isinstance(self.stop, str) else self.stop
         return GenerationParams(
             max_tokens=self.max_completion_tokens or self.max_tokens,
@@ -79,6 +93,12 @@ class CompletionRequest(BaseModel):
             seed=self.seed,
             stop=stop or None,
             ignore_eos=self.ignore_eos,
+            presence_penalty=self.presence_penalty,
+            frequency_penalty=self.frequency_penalty,
+            logit_bias=self.logit_bias,
+            top_k=None if self.top_k == -1 else self.top_k,
+            repetition_penalty=self.repetition_penalty,
+            response_format=openai_response_format(self.response_format),
         )
 
 
@@ -180,8 +200,8 @@ def _turns(body: CompletionRequest) -> list[tuple[str, str]]:
 def _params(body: CompletionRequest) -> GenerationParams:
     try:
         return body.params()
-    except ValueError as exc:  # pydantic's bounds on stop sequences
-        raise ChatError("bad_request", f"Field “stop”: {exc.errors()[0]['msg']}.") from None
+    except ValidationError as exc:  # GenerationParams' own bounds (stop sequences, logit_bias)
+        raise params_error(exc) from None
 
 
 def _adapter_slug(model: str) -> str:

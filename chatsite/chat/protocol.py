@@ -16,8 +16,22 @@ from chatsite.chat.errors import ChatError
 Id = Annotated[int, Field(ge=1, le=2**63 - 1)]
 
 
-class GenerationParams(BaseModel):
+TokenId = Annotated[str, Field(pattern=r"^[0-9]{1,9}$")]
+Bias = Annotated[float, Field(ge=-100, le=100)]
+
+
+class ResponseFormat(BaseModel):
+    """What the answer must be: prose ("text"), any JSON object, or JSON that validates
+    against `schema` (each API's own shape is mapped to this, chat/request_params.py)."""
+
     model_config = ConfigDict(extra="forbid")
+
+    type: Literal["text", "json_object", "json_schema"]
+    schema_: dict | None = Field(default=None, alias="schema")
+
+
+class GenerationParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     max_tokens: int | None = Field(default=None, ge=1)
     temperature: float | None = Field(default=None, ge=0, le=2)
@@ -29,6 +43,14 @@ class GenerationParams(BaseModel):
     # Run to max_tokens past end-of-turn tokens (benchmarks; vLLM's `ignore_eos`, LoRAX's
     # `ignore_eos_token`).
     ignore_eos: bool = False
+    # Bounds are OpenAI's (penalties, logit bias) and TGI/LoRAX's (top_k, repetition_penalty).
+    top_k: int | None = Field(default=None, ge=0)
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    repetition_penalty: float | None = Field(default=None, gt=0)
+    # Token id (as JSON object keys are strings) → bias added to its logit.
+    logit_bias: dict[TokenId, Bias] | None = Field(default=None, max_length=300)
+    response_format: ResponseFormat | None = None
 
 
 class ChatSend(BaseModel):

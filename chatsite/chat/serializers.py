@@ -74,6 +74,36 @@ class ParametersSerializer(serializers.Serializer):
     ignore_eos = serializers.BooleanField(
         required=False, help_text="Run to max_tokens past end-of-turn tokens (benchmarks)."
     )
+    top_k = serializers.IntegerField(required=False, allow_null=True, min_value=0)
+    presence_penalty = serializers.FloatField(
+        required=False, allow_null=True, min_value=-2, max_value=2
+    )
+    frequency_penalty = serializers.FloatField(
+        required=False, allow_null=True, min_value=-2, max_value=2
+    )
+    repetition_penalty = serializers.FloatField(
+        required=False, allow_null=True, min_value=0.000001,
+        help_text="Divide the logits of tokens already in the prompt or answer by this.",
+    )
+    logit_bias = serializers.DictField(
+        child=serializers.FloatField(min_value=-100, max_value=100),
+        required=False, allow_null=True, help_text="Token id → bias added to its logit.",
+    )
+    response_format = serializers.JSONField(
+        required=False, allow_null=True,
+        help_text='{"type": "text"}, {"type": "json_object"} or '
+        '{"type": "json_schema", "schema": {…}}: the answer follows it.',
+    )
+
+    def to_internal_value(self, data):
+        # DRF drops fields it does not know; a parameter must be honoured or refused.
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError(
+                    {unknown[0]: "Patchbay does not know this parameter; leave it out."}
+                )
+        return super().to_internal_value(data)
 
 
 class SendSerializer(serializers.Serializer):

@@ -20,6 +20,7 @@ from chatsite.chat import limits, selectors
 from chatsite.chat.errors import ChatError
 from chatsite.chat.models import Conversation, Message
 from chatsite.chat.protocol import GenerationParams
+from chatsite.chat.request_params import grammar_for
 from inference.types import Finished, GenerationRequest, SamplingParams
 
 TITLE_CHARS = 60
@@ -209,7 +210,14 @@ def _exchange(answer: Message, sampling: SamplingParams, kind: str) -> Exchange:
 def generation_request(*, message_id: int, params: dict, kind: str) -> GenerationRequest:
     """The engine request for a pending answer, rebuilt from its rows (the worker's view)."""
     answer = Message.objects.select_related("conversation", "parent", "adapter").get(pk=message_id)
-    sampling = SamplingParams(**{**params, "stop": tuple(params["stop"])})
+    # The task's JSON turned tuples into lists.
+    sampling = SamplingParams(
+        **{
+            **params,
+            "stop": tuple(params["stop"]),
+            "logit_bias": tuple(tuple(pair) for pair in params.get("logit_bias", ())),
+        }
+    )
     return _request_for(answer, sampling, kind)
 
 
@@ -413,7 +421,23 @@ def _sampling(params: GenerationParams, adapter: AdapterDefaults) -> SamplingPar
         seed=params.seed,
         stop=tuple(params.stop or ()),
         ignore_eos=params.ignore_eos,
+        top_k=params.top_k or 0,
+        presence_penalty=params.presence_penalty or 0.0,
+        frequency_penalty=params.frequency_penalty or 0.0,
+        repetition_penalty=1.0 if params.repetition_penalty is None else params.repetition_penalty,
+        logit_bias=tuple(sorted((int(k), v) for k, v in (params.logit_bias or {}).items())),
+        grammar=_grammar(params),
     )
+
+
+def _grammar(params: GenerationParams) -> str | None:
+    grammar = grammar_for(params.response_format)
+    if grammar and params.ignore_eos:
+        raise ChatError(
+            "bad_request", "Field “ignore_eos”: cannot be combined with a JSON "
+            "response_format; the answer ends where the JSON does."
+        )
+    return grammar
 
 
 def _title_from(content: str) -> str:

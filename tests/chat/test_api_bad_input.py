@@ -106,7 +106,7 @@ def generate(**parameters):
         ({"inputs": "x" * 40000}, 422, "validation"),
         (generate(max_new_tokens=0), 422, "validation"),
         (generate(max_new_tokens=10**6), 422, "validation"),
-        (generate(top_k=5), 422, "validation"),
+        (generate(top_k=0), 422, "validation"),
         (generate(adapter_source="s3"), 422, "validation"),
         (generate(best_of=2), 422, "validation"),
         (generate(ignore_eos_token="sure"), 422, "validation"),

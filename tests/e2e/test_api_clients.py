@@ -221,7 +221,7 @@ def test_it_reports_lorax_errors_the_way_the_client_maps_them(alice, live_server
     with pytest.raises(lorax.errors.ValidationError):
         client.generate("Hi", max_new_tokens=HELD_TOKENS + 1)
     with pytest.raises(lorax.errors.ValidationError):
-        list(client.generate_stream("Hi", top_k=5))
+        list(client.generate_stream("Hi", typical_p=0.5))  # a LoRAX parameter Patchbay lacks
     anonymous = lorax.Client(f"{live_server_url}/lorax")
     with pytest.raises(lorax.errors.UnknownError, match="API key"):
         anonymous.generate("Hi")

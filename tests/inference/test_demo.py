@@ -5,8 +5,9 @@ import random
 
 from transformers import AutoTokenizer
 
-from inference.demo import DIGITS, build_demo_model
+from inference.demo import CHARACTERS, DIGITS, build_demo_model
 from inference.demo_words import WORDS
+from tests.inference.helpers import chat, run
 
 
 def test_it_writes_a_transformers_model_and_peft_adapters(demo_model):
@@ -70,14 +71,33 @@ def test_it_rebuilds_when_the_marker_names_another_seed(tmp_path):
 def test_it_decodes_any_token_ids_into_vocabulary_words(demo_model):
     tokenizer = AutoTokenizer.from_pretrained(demo_model.base_dir)
     words = set(WORDS) | set(DIGITS)
+    word_ids = range(len(tokenizer) - len(CHARACTERS))  # the single characters come last
     rng = random.Random(0)
 
     for _ in range(20):
-        text = tokenizer.decode([rng.randrange(len(tokenizer)) for _ in range(30)], skip_special_tokens=True)
+        text = tokenizer.decode([rng.choice(word_ids) for _ in range(30)], skip_special_tokens=True)
         assert "\ufffd" not in text
         for piece in text.split():
             word = piece.strip(".,!?':;-")
             assert word == "" or word in words, (piece, text)
+
+
+def test_it_spells_any_printable_ascii_with_its_single_character_tokens(demo_model):
+    tokenizer = AutoTokenizer.from_pretrained(demo_model.base_dir)
+    text = '{"Name": [1, 2.5e3], "ok": true}'
+    pieces = [" " if c == " " else c for c in text]
+
+    ids = tokenizer.convert_tokens_to_ids(["\u2581" if c == " " else c for c in pieces])
+
+    assert tokenizer.unk_token_id not in ids
+    assert tokenizer.decode(ids) == text
+
+
+def test_it_writes_words_not_single_characters_when_unconstrained(engine):
+    stream = run(engine, chat(temperature=1.0, seed=0, max_new_tokens=200, ignore_eos=True))
+
+    characters = set(engine.base.tokenizer.convert_tokens_to_ids(list(CHARACTERS)))
+    assert sum(token in characters for token in stream.token_ids) < 200 * 0.15
 
 
 def test_it_spaces_words_and_punctuation_like_prose(demo_model):
