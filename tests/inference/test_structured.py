@@ -8,7 +8,6 @@ import pytest
 
 from inference.errors import InferenceError
 from inference.grammar import json_object_grammar, json_schema_grammar
-from inference.types import SamplingParams
 from tests.inference.helpers import Stream, chat, run
 
 PERSON = {
