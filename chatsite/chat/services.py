@@ -351,10 +351,12 @@ def cap_reached(*, text_bytes: int, elapsed_s: float) -> str | None:
 
 
 def generation_worker_lost(
-    *, message_id: int, message: str, statuses: tuple[str, ...] = Message.LIVE_STATUSES
+    *, message_id: int, message: str, statuses: tuple[str, ...] = Message.LIVE_STATUSES,
+    content: str | None = None,
 ) -> bool:
-    """End an answer whose worker went silent, keeping its last checkpoint; only while its
-    status is one of `statuses`."""
+    """End an answer whose worker went silent, with `content` (the text its clients were
+    shown) or else its last checkpoint; only while its status is one of `statuses`."""
+    text = {} if content is None else {"content": content}
     return bool(
         Message.objects.filter(pk=message_id, status__in=statuses).update(
             status=Message.Status.ERROR,
@@ -362,6 +364,7 @@ def generation_worker_lost(
             error_code="worker_lost",
             error_text=message,
             updated_at=timezone.now(),
+            **text,
         )
     )
 
