@@ -25,7 +25,7 @@ from collections import deque
 
 from django.conf import settings
 from django.db import close_old_connections
-from redis.exceptions import RedisError
+from redis.exceptions import ConnectionError, RedisError
 
 from chatsite.chat import checkpoints, envelopes, metrics, services, task_routing, tokenlog
 from chatsite.chat.engine import loaded_engine, local_engine
@@ -46,6 +46,7 @@ WORKER_NAME = metrics.PROCESS_NAME
 # Retrying Redis: the first retry soon (a blip), then less and less often.
 RETRY_FIRST_S = 0.1
 RETRY_MAX_S = 2.0
+CONTROL_SILENCE_S = 6.0  # the control connection counts as lost after this long without a pong
 CUT_OFF = ChatError(
     "worker_lost",
     "The worker generating this answer lost its connection to Redis; the text so far is kept.",
@@ -460,12 +461,36 @@ def _follow_control(redis) -> None:
     try:
         pubsub.subscribe(tokenlog.CONTROL_CHANNEL)
         log.info("listening on %s", tokenlog.CONTROL_CHANNEL)
+        _stops_missed(redis)
+        pinged_at, ponged_at = 0.0, time.monotonic()
         while True:
-            item = pubsub.get_message(timeout=1.0)
-            if item is not None and item["type"] == "message":
-                notice = json.loads(item["data"])
-                generation = _live.get(notice["message"])
-                if generation is not None:
-                    generation.events.put(notice["op"])
+            # Our own liveness check: a connection that silently lost its subscription, or
+            # whose peer vanished, would otherwise wait here forever while Stops go unheard.
+            now = time.monotonic()
+            if not pubsub.subscribed or now - ponged_at > CONTROL_SILENCE_S:
+                raise ConnectionError("no answer on the control channel")
+            if now - pinged_at > CONTROL_SILENCE_S / 3:
+                pubsub.ping()
+                pinged_at = now
+            item = pubsub.get_message(timeout=0.5)
+            if item is None:
+                continue
+            if item["type"] == "pong":
+                ponged_at = time.monotonic()
+            elif item["type"] == "message":
+                _deliver(json.loads(item["data"]))
     finally:
         pubsub.close()
+
+
+def _deliver(notice: dict) -> None:
+    generation = _live.get(notice["message"])
+    if generation is not None:
+        generation.events.put(notice["op"])
+
+
+def _stops_missed(redis) -> None:
+    """A Stop published while we were not subscribed is lost; its stop key is not."""
+    for message_id in list(_live):
+        if redis.exists(tokenlog.stop_key(message_id)):
+            _deliver({"message": message_id, "op": "stop"})
