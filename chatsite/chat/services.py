@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -16,9 +17,9 @@ from chatsite.adapters.selectors import (
     adapter_for_user,
     adapter_ref,
 )
-from chatsite.chat import selectors
+from chatsite.chat import processes, selectors
 from chatsite.chat.errors import ChatError
-from chatsite.chat.models import Conversation, Message
+from chatsite.chat.models import Conversation, Message, ServerProcess
 from chatsite.chat.protocol import GenerationParams
 from inference.types import Finished, GenerationRequest, SamplingParams
 
@@ -158,7 +159,7 @@ def exchange_continue(*, user, message_id: int, params: GenerationParams) -> Exc
             pk=answer.pk, status__in=selectors.CONTINUABLE_STATUSES
         ).update(
             status=Message.Status.PENDING, finish_reason="", error_code="", error_text="",
-            updated_at=timezone.now(),
+            worker=processes.owner_of_new_answers(), updated_at=timezone.now(),
         )
         if not claimed:  # another tab continued it first
             raise ChatError("bad_request", "That answer is already being continued.")
@@ -183,6 +184,7 @@ def _pending_answer(user_message: Message, adapter: Adapter | None) -> Message:
         role=Message.Role.ASSISTANT,
         status=Message.Status.PENDING,
         adapter=adapter,
+        worker=processes.owner_of_new_answers(),
     )
 
 
@@ -268,13 +270,16 @@ def generation_checkpoint(*, message_id: int, content: str) -> None:
     generation_checkpoints({message_id: content})
 
 
-def generation_checkpoints(texts: dict[int, str]) -> None:
+def generation_checkpoints(texts: dict[int, str], *, alive: str | None = None) -> None:
     """`generation_checkpoint` for many answers (message id: text so far): one UPDATE for up
     to `CHECKPOINT_ROWS` of them. SQLite has one writer at a time, and with a statement per
     answer a tick at 200 live answers held the write lock 76 ms (p50) for every request that
-    starts an answer to wait on; one statement holds it 23 ms (docs/BENCHMARKS.md)."""
+    starts an answer to wait on; one statement holds it 23 ms (docs/BENCHMARKS.md). `alive`:
+    the process whose heartbeat to write in the same transaction."""
     rows = list(texts.items())
     with transaction.atomic():
+        if alive:
+            process_beat(name=alive)
         for start in range(0, len(rows), CHECKPOINT_ROWS):
             chunk = rows[start:start + CHECKPOINT_ROWS]
             Message.objects.filter(
@@ -308,13 +313,30 @@ def generation_finish(
     )
 
 
-def generations_interrupt_orphans() -> int:
-    """Mark answers left live by a web process that died as interrupted, text kept."""
-    return Message.objects.filter(status__in=Message.LIVE_STATUSES).update(
-        status=Message.Status.INTERRUPTED,
-        finish_reason="interrupted",
-        updated_at=timezone.now(),
+def process_beat(*, name: str) -> None:
+    """This process is alive (it owns live answers); only the process itself writes its row."""
+    now = timezone.now()
+    if not ServerProcess.objects.filter(name=name).update(beat_at=now):
+        ServerProcess.objects.create(name=name, beat_at=now)
+
+
+def generations_interrupt_orphans(*, lost_after_s: float) -> int:
+    """Mark as interrupted, text kept (the last checkpoint), the live answers whose owner is
+    provably gone: it has not beaten for `lost_after_s` (or never did: an answer from before
+    owners were recorded) and nothing has saved the answer for as long either."""
+    cutoff = timezone.now() - timedelta(seconds=lost_after_s)
+    alive = ServerProcess.objects.filter(beat_at__gte=cutoff).values("name")
+    count = (
+        Message.objects.filter(status__in=Message.LIVE_STATUSES, updated_at__lt=cutoff)
+        .exclude(worker__in=alive)
+        .update(
+            status=Message.Status.INTERRUPTED,
+            finish_reason="interrupted",
+            updated_at=timezone.now(),
+        )
     )
+    ServerProcess.objects.filter(beat_at__lt=cutoff).delete()  # their answers are ended now
+    return count
 
 
 # Why a generation was cancelled, and what that makes of its answer and its end reason.

@@ -1,7 +1,8 @@
-"""What a web process does once when it starts serving (INFERENCE_MODE=local)."""
+"""What a web process does once when it starts serving (local and lorax modes)."""
 
 import logging
 import threading
+import time
 
 from django.conf import settings
 from django.db import connection
@@ -14,20 +15,34 @@ log = logging.getLogger(__name__)
 
 
 def warm_up() -> None:
-    """Load the model in the background so the first answer does not wait for it."""
-    if settings.INFERENCE_MODE == "local" and settings.ENGINE_WARMUP:
+    """Load the model in the background so the first answer does not wait for it, and end the
+    answers a process that died left live. ENGINE_WARMUP=0 (the test suite's own process)
+    skips both; a serving process's checkpointer still sweeps while it has live answers."""
+    if settings.INFERENCE_MODE != "celery" and settings.ENGINE_WARMUP:
         threading.Thread(target=_warm_up, name="engine-warm-up", daemon=True).start()
 
 
 def _warm_up() -> None:
     try:
-        # In local mode the engine lives in this process: anything still live in the
-        # database was cut off when the previous process died.
-        count = services.generations_interrupt_orphans()
-        if count:
-            log.warning("marked %d answers cut off by a restart as interrupted", count)
-        local_engine()
+        _sweep()
+        if settings.INFERENCE_MODE == "local":
+            local_engine()
     except ChatError as err:
         log.error("%s", err.message)
     finally:
         connection.close()
+    # A process that died just before this one started still looks alive for a while: once
+    # its silence has lasted WORKER_LOST_AFTER_S, sweep again.
+    time.sleep(settings.WORKER_LOST_AFTER_S + 1)
+    try:
+        _sweep()
+    finally:
+        connection.close()
+
+
+def _sweep() -> None:
+    # Only answers whose owner is provably gone: another process on this database may be
+    # streaming its own right now (processes.py).
+    count = services.generations_interrupt_orphans(lost_after_s=settings.WORKER_LOST_AFTER_S)
+    if count:
+        log.warning("marked %d answers cut off by a process that died as interrupted", count)
