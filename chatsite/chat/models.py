@@ -55,7 +55,9 @@ class Message(models.Model):
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     ttft_ms = models.FloatField(null=True, blank=True)
     total_ms = models.FloatField(null=True, blank=True)
-    # The Celery worker generating this answer (celery mode), for the reaper and the admin.
+    # The process generating this answer: the Celery worker (celery mode), or the web process
+    # (local and lorax modes, `ServerProcess.name`), so that only a provably gone owner's
+    # answers are ever ended for it (the reaper; `generations_interrupt_orphans`).
     worker = models.CharField(max_length=200, blank=True)
     # The SSE id its live log gave the answer's `inference.end`, so that a replay of the saved
     # answer keeps the live numbering (null: ended without it, as by a web process's restart).
@@ -67,7 +69,26 @@ class Message(models.Model):
 
     class Meta:
         ordering = ["created_at", "id"]
-        indexes = [models.Index(fields=["conversation", "created_at"])]
+        indexes = [
+            models.Index(fields=["conversation", "created_at"]),
+            # The few live answers, for the orphan sweep and the reaper, on a table of many.
+            models.Index(
+                fields=["updated_at"], name="chat_message_live",
+                condition=models.Q(status__in=["pending", "streaming"]),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.role} message {self.pk} ({self.status})"
+
+
+class ServerProcess(models.Model):
+    """A web process that generates answers itself (local and lorax modes), and when it last
+    said it was alive. It beats while it has live answers; a live answer whose owner has been
+    silent for WORKER_LOST_AFTER_S, and that nothing has saved for as long, is an orphan."""
+
+    name = models.CharField(max_length=200, unique=True)
+    beat_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return self.name

@@ -1,8 +1,10 @@
 """Ends generations whose worker went silent (docs/ARCHITECTURE.md, "Failures").
 
 Workers refresh a heartbeat key that expires after WORKER_LOST_AFTER_S. An answer still
-streaming whose worker's heartbeat is gone is ended as `error` / `worker_lost` with its last
-checkpoint, and its token log gets the error and the end, so live clients hear about it. So is
+streaming whose worker's heartbeat is gone is taken over (its worker, should it come back, can
+append nothing more), ended as `error` / `worker_lost` with the text of its token log (what any
+client was shown; the last checkpoint when the log is gone), and its log gets the error and the
+end, so live clients hear about it. So is
 an answer never started whose task the web tier sent to the own queue of a worker that is now
 gone: no other worker reads that queue, so it would wait forever.
 """
@@ -13,7 +15,8 @@ import logging
 import time
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections
+from redis.exceptions import RedisError
 
 from chatsite.chat import envelopes, services, task_routing, tokenlog
 from chatsite.chat.errors import ChatError
@@ -43,14 +46,27 @@ def _reap_streaming(redis) -> list[int]:
     for message_id, worker in streaming.values_list("id", "worker"):
         if redis.exists(tokenlog.heartbeat_key(worker)):
             continue
-        seq = _next_seq(redis, message_id)
-        if services.generation_worker_lost(
-            message_id=message_id, message=LOST.message, end_event_id=seq + 1
-        ):
-            _announce(redis, message_id, LOST, seq)
-            reaped.append(message_id)
-            log.warning("answer %s: worker %s went silent; ended as worker_lost", message_id, worker)
+        _end_lost(redis, message_id)
+        reaped.append(message_id)
+        log.warning("answer %s: worker %s went silent; ended as worker_lost", message_id, worker)
     return reaped
+
+
+def _end_lost(redis, message_id: int) -> None:
+    """Take the answer over, save what its log holds, then end the log: in that order, so a
+    client that saw the end reads the final text, and the worker cannot add to it meanwhile."""
+    entries = tokenlog.take_over(redis, message_id)
+    content = tokenlog.text_of(entries) if entries else None
+    seq = tokenlog.last_seq(redis, message_id) + 1
+    if services.generation_worker_lost(
+        message_id=message_id, message=LOST.message, content=content, end_event_id=seq + 1
+    ):
+        _announce(redis, message_id, LOST, seq)
+    elif entries and entries[-1]["type"] != "inference.end":
+        # Its worker saved the end just now but can no longer append it: end the log as saved.
+        saved = Message.objects.select_related("adapter").get(pk=message_id)
+        tail = envelopes.from_saved(saved)[-2 if saved.error_code else -1:]
+        _append_all(redis, message_id, seq, tail)
 
 
 def _reap_stranded(redis) -> list[int]:
@@ -65,7 +81,7 @@ def _reap_stranded(redis) -> list[int]:
     for message_id, worker in routed.items():
         if redis.exists(tokenlog.heartbeat_key(worker)):
             continue
-        seq = _next_seq(redis, message_id)
+        seq = tokenlog.last_seq(redis, message_id) + 1
         if services.generation_worker_lost(
             message_id=message_id, message=STRANDED.message, statuses=(Message.Status.PENDING,),
             end_event_id=seq + 1,
@@ -76,15 +92,17 @@ def _reap_stranded(redis) -> list[int]:
     return reaped
 
 
-def _next_seq(redis, message_id: int) -> int:
-    last = redis.xrevrange(tokenlog.stream_key(message_id), count=1)
-    return tokenlog.seq_of(last[0][0]) + 1 if last else 0
-
-
 def _announce(redis, message_id: int, error: ChatError, seq: int) -> None:
     """The error at `seq` and the end after it (the end's id is saved with the answer)."""
-    tokenlog.append(redis, message_id, seq, envelopes.error(error, message=message_id))
-    tokenlog.append(redis, message_id, seq + 1, envelopes.end(message=message_id, reason="error"))
+    _append_all(redis, message_id, seq, [
+        envelopes.error(error, message=message_id),
+        envelopes.end(message=message_id, reason="error"),
+    ])
+
+
+def _append_all(redis, message_id: int, seq: int, tail: list[dict]) -> None:
+    for offset, envelope in enumerate(tail):
+        tokenlog.append(redis, message_id, seq + offset, envelope)
     tokenlog.close(redis, message_id)
 
 
@@ -93,6 +111,9 @@ def reap_forever(interval_s: float | None = None) -> None:
     interval_s = interval_s or settings.WORKER_HEARTBEAT_S
     while True:
         close_old_connections()
-        reap_once(redis)
-        task_routing.forget_dead(redis)
+        try:
+            reap_once(redis)
+            task_routing.forget_dead(redis)
+        except (RedisError, DatabaseError):  # the next round tries again; never die of a blip
+            log.warning("reaper round failed", exc_info=True)
         time.sleep(interval_s)

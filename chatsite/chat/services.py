@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -16,9 +17,9 @@ from chatsite.adapters.selectors import (
     adapter_for_user,
     adapter_ref,
 )
-from chatsite.chat import limits, selectors
+from chatsite.chat import limits, processes, selectors
 from chatsite.chat.errors import ChatError
-from chatsite.chat.models import Conversation, Message
+from chatsite.chat.models import Conversation, Message, ServerProcess
 from chatsite.chat.protocol import GenerationParams
 from chatsite.chat.request_params import grammar_for
 from inference.types import Finished, GenerationRequest, SamplingParams
@@ -173,7 +174,7 @@ def exchange_continue(*, user, message_id: int, params: GenerationParams) -> Exc
             pk=answer.pk, status__in=selectors.CONTINUABLE_STATUSES
         ).update(
             status=Message.Status.PENDING, finish_reason="", error_code="", error_text="",
-            updated_at=timezone.now(),
+            worker=processes.owner_of_new_answers(), updated_at=timezone.now(),
         )
         if not claimed:  # another tab continued it first
             raise ChatError("bad_request", "That answer is already being continued.")
@@ -198,6 +199,7 @@ def _pending_answer(user_message: Message, adapter: Adapter | None) -> Message:
         role=Message.Role.ASSISTANT,
         status=Message.Status.PENDING,
         adapter=adapter,
+        worker=processes.owner_of_new_answers(),
     )
 
 
@@ -290,13 +292,16 @@ def generation_checkpoint(*, message_id: int, content: str) -> None:
     generation_checkpoints({message_id: content})
 
 
-def generation_checkpoints(texts: dict[int, str]) -> None:
+def generation_checkpoints(texts: dict[int, str], *, alive: str | None = None) -> None:
     """`generation_checkpoint` for many answers (message id: text so far): one UPDATE for up
     to `CHECKPOINT_ROWS` of them. SQLite has one writer at a time, and with a statement per
     answer a tick at 200 live answers held the write lock 76 ms (p50) for every request that
-    starts an answer to wait on; one statement holds it 23 ms (docs/BENCHMARKS.md)."""
+    starts an answer to wait on; one statement holds it 23 ms (docs/BENCHMARKS.md). `alive`:
+    the process whose heartbeat to write in the same transaction."""
     rows = list(texts.items())
     with transaction.atomic():
+        if alive:
+            process_beat(name=alive)
         for start in range(0, len(rows), CHECKPOINT_ROWS):
             chunk = rows[start:start + CHECKPOINT_ROWS]
             Message.objects.filter(
@@ -331,13 +336,30 @@ def generation_finish(
     )
 
 
-def generations_interrupt_orphans() -> int:
-    """Mark answers left live by a web process that died as interrupted, text kept."""
-    return Message.objects.filter(status__in=Message.LIVE_STATUSES).update(
-        status=Message.Status.INTERRUPTED,
-        finish_reason="interrupted",
-        updated_at=timezone.now(),
+def process_beat(*, name: str) -> None:
+    """This process is alive (it owns live answers); only the process itself writes its row."""
+    now = timezone.now()
+    if not ServerProcess.objects.filter(name=name).update(beat_at=now):
+        ServerProcess.objects.create(name=name, beat_at=now)
+
+
+def generations_interrupt_orphans(*, lost_after_s: float) -> int:
+    """Mark as interrupted, text kept (the last checkpoint), the live answers whose owner is
+    provably gone: it has not beaten for `lost_after_s` (or never did: an answer from before
+    owners were recorded) and nothing has saved the answer for as long either."""
+    cutoff = timezone.now() - timedelta(seconds=lost_after_s)
+    alive = ServerProcess.objects.filter(beat_at__gte=cutoff).values("name")
+    count = (
+        Message.objects.filter(status__in=Message.LIVE_STATUSES, updated_at__lt=cutoff)
+        .exclude(worker__in=alive)
+        .update(
+            status=Message.Status.INTERRUPTED,
+            finish_reason="interrupted",
+            updated_at=timezone.now(),
+        )
     )
+    ServerProcess.objects.filter(beat_at__lt=cutoff).delete()  # their answers are ended now
+    return count
 
 
 # Why a generation was cancelled, and what that makes of its answer and its end reason.
@@ -376,9 +398,11 @@ def cap_reached(*, text_bytes: int, elapsed_s: float) -> str | None:
 def generation_worker_lost(
     *, message_id: int, message: str, statuses: tuple[str, ...] = Message.LIVE_STATUSES,
     end_event_id: int | None = None,
+    content: str | None = None,
 ) -> bool:
-    """End an answer whose worker went silent, keeping its last checkpoint; only while its
-    status is one of `statuses`."""
+    """End an answer whose worker went silent, with `content` (the text its clients were
+    shown) or else its last checkpoint; only while its status is one of `statuses`."""
+    text = {} if content is None else {"content": content}
     return bool(
         Message.objects.filter(pk=message_id, status__in=statuses).update(
             end_event_id=end_event_id,
@@ -387,6 +411,7 @@ def generation_worker_lost(
             error_code="worker_lost",
             error_text=message,
             updated_at=timezone.now(),
+            **text,
         )
     )
 

@@ -13,6 +13,10 @@ Beside the stream:
 - `patchbay:db<N>:control`, a pub/sub channel that wakes workers at once on stop or on a client
   leaving. Redis pub/sub ignores the database number, so the channel's name carries it: two
   deployments that share one Redis server on different databases never hear each other.
+- `...:worker`, the answer's owner: the worker the web tier routed it to, then the worker that
+  claims it. A worker appends only while the owner key names it (or is missing); the reaper
+  takes the key over before it ends an answer, so a worker that comes back from a Redis cut
+  cannot write after the reaper's end (`append_as`, a script: check and append in one step).
 - `patchbay:worker:<name>`, each worker's heartbeat, expiring when the worker goes silent.
 - `patchbay:workers` and `patchbay:workers:routed`, the routing registry (`task_routing.py`):
   what each live worker holds and how busy it is, and the tasks sent to its own queue that it
@@ -71,6 +75,60 @@ def append(redis, message_id: int, seq: int, envelope: dict) -> None:
     redis.xadd(stream_key(message_id), {"e": json.dumps(envelope)}, id=entry_id(seq))
 
 
+# KEYS: the stream, its owner key; ARGV: the writer, the entry id, the envelope. 1: appended (or
+# already there: a retry of an append whose reply was lost), 0: the answer belongs to another.
+_APPEND_AS = """
+local owner = redis.call('GET', KEYS[2])
+if owner and owner ~= ARGV[1] then return 0 end
+if #redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2]) > 0 then return 1 end
+local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+if #top > 0 and top[1][1] ~= ARGV[2] then
+  local a, b = string.match(top[1][1], '(%d+)-(%d+)')
+  local c, d = string.match(ARGV[2], '(%d+)-(%d+)')
+  if tonumber(b) > tonumber(d) then return 0 end
+end
+redis.call('XADD', KEYS[1], ARGV[2], 'e', ARGV[3])
+return 1
+"""
+
+
+def append_as(redis, writer: str, message_id: int, seq: int, envelope: dict) -> bool:
+    """Append for `writer` while the answer is still its own; False once someone else (the
+    reaper) has taken it. Safe to retry: an entry already written counts as appended."""
+    global _append_script
+    if _append_script is None:
+        _append_script = redis.register_script(_APPEND_AS)
+    keys = [stream_key(message_id), owner_key(message_id)]
+    args = [writer, entry_id(seq), json.dumps(envelope)]
+    return bool(_append_script(keys=keys, args=args, client=redis))
+
+
+_append_script = None
+
+
+REAPER = "reaper"
+
+
+def take_over(redis, message_id: int) -> list[dict] | None:
+    """Make the answer the reaper's (its worker can append nothing more), then its whole log as
+    it stands: everything any client can have been shown. None when there is no log."""
+    redis.set(owner_key(message_id), REAPER)
+    entries = redis.xrange(stream_key(message_id))
+    return [decode(fields) for _, fields in entries] if entries else None
+
+
+def text_of(log: list[dict]) -> str:
+    """The answer's text as a follower of `log` saw it (a continuation's first token is its
+    earlier text)."""
+    return "".join(e["payload"]["text"] for e in log if e["type"] == "inference.token")
+
+
+def last_seq(redis, message_id: int) -> int:
+    """The sequence number of the log's last entry; -1 when it has none."""
+    last = redis.xrevrange(stream_key(message_id), count=1)
+    return seq_of(last[0][0]) if last else -1
+
+
 def close(redis, message_id: int) -> None:
     """After the end: keep the log (and its side keys) a while for late readers, then drop it."""
     ttl = int(settings.TOKEN_LOG_TTL_S)
@@ -100,12 +158,19 @@ _async_clients: dict[int, object] = {}
 
 
 def sync_client():
-    """One client per process for threads (worker tasks, reaper)."""
+    """One client per process for threads (worker tasks, reaper). Each call retries a broken
+    connection three times within about half a second, so a caller is not held long; the worker
+    retries longer on top of that, without blocking its generation (worker.py)."""
     global _sync_client
     if _sync_client is None:
         import redis
+        from redis.backoff import ExponentialBackoff
+        from redis.retry import Retry
 
-        _sync_client = redis.Redis.from_url(settings.REDIS_URL)
+        _sync_client = redis.Redis.from_url(
+            settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=2,
+            health_check_interval=5, retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
+        )
     return _sync_client
 
 

@@ -41,12 +41,13 @@ class Stack:
         """The worker started last."""
         return self.workers[-1]
 
-    def start_worker(self) -> Server:
+    def start_worker(self, **env) -> Server:
+        """A worker with the deployment's environment, and `env` on top (its own REDIS_URL, say)."""
         name = f"test-{uuid.uuid4().hex[:8]}@%h"
         args = ["-m", "celery", "-A", "chatsite", "worker", "-Q", "gpu", "--pool", "threads",
                 "--concurrency", "16", "--prefetch-multiplier", "1", "-n", name,
                 "--without-gossip", "--without-mingle", "--loglevel", "INFO"]
-        worker = Server(args, self.env, self.tmp_path / f"worker-{len(self.workers)}.log")
+        worker = Server(args, {**self.env, **env}, self.tmp_path / f"worker-{len(self.workers)}.log")
         self.workers.append(worker.start())
         self.wait_for_worker(worker)
         return worker

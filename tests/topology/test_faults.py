@@ -1,4 +1,5 @@
-"""Processes die: the worker (kill -9) and Daphne (kill -9). Nothing is lost or left streaming."""
+"""Processes die: the worker (kill -9) and Daphne (kill -9). Nothing shown is lost, nothing is left
+streaming."""
 
 import asyncio
 import time
@@ -18,11 +19,6 @@ def test_it_reports_a_killed_worker_and_serves_again_after_a_restart(stack):
 
     async def chat_while_worker_dies():
         ws, start, seen = await start_chat(stack.base_url, session, 3)
-        answer = start["payload"]
-        # Kill only once a checkpoint has landed, so there is saved text to keep.
-        assert await asyncio.to_thread(
-            wait_for, lambda: message(session, stack.base_url, answer["conversation"],
-                                      answer["message"])["content"], within=60)
         stack.worker.kill()
         killed_at = time.monotonic()
         events = []
@@ -43,8 +39,9 @@ def test_it_reports_a_killed_worker_and_serves_again_after_a_restart(stack):
     saved = message(session, stack.base_url, start["payload"]["conversation"], start["payload"]["message"])
     assert saved["status"] == "error"
     assert saved["error"]["code"] == "worker_lost"
-    assert saved["content"], "the last checkpoint was lost"
-    assert (text_of(seen) + text_of(after)).startswith(saved["content"])
+    # Rebuilt from the token log: exactly what the client was shown, not the last checkpoint.
+    assert saved["content"] == text_of(seen) + text_of(after)
+    assert saved["content"]
 
     async def chat_again():
         ws, again, _ = await start_chat(stack.base_url, session, 1,

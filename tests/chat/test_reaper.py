@@ -1,0 +1,77 @@
+"""The reaper ends an answer whose worker went silent with the text of its token log, and its
+worker can write nothing to that log afterwards (real Redis)."""
+
+import os
+
+import pytest
+import redis
+
+from chatsite.chat import envelopes, reaper, tokenlog
+from chatsite.chat.models import Conversation, Message
+from tests.conftest import require_service
+
+pytestmark = [pytest.mark.django_db, pytest.mark.services]
+URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+
+
+@pytest.fixture
+def client():
+    require_service("Redis", URL)
+    return redis.Redis.from_url(URL)
+
+
+@pytest.fixture
+def answer(owner, client):
+    """An answer streaming on worker `w-gone`, whose log holds a start and two tokens, and whose
+    last checkpoint is behind the log (as after a kill -9)."""
+    conversation = Conversation.objects.create(owner=owner)
+    message = Message.objects.create(
+        conversation=conversation, role="assistant", status="streaming", worker="w-gone",
+        content="Once",
+    )
+    for key in (tokenlog.stream_key(message.pk), tokenlog.owner_key(message.pk),
+                tokenlog.heartbeat_key("w-gone")):
+        client.delete(key)
+    client.set(tokenlog.owner_key(message.pk), "w-gone")
+    log = [envelopes.start(message=message.pk, conversation=conversation.pk, adapter=None),
+           envelopes.token(message=message.pk, text="Once", index=0),
+           envelopes.token(message=message.pk, text=" upon", index=1)]
+    for seq, envelope in enumerate(log):
+        assert tokenlog.append_as(client, "w-gone", message.pk, seq, envelope)
+    return message
+
+
+def test_it_saves_the_text_of_the_log_not_the_last_checkpoint(client, answer):
+    assert reaper.reap_once(client) == [answer.pk]
+
+    answer.refresh_from_db()
+    assert (answer.status, answer.error_code, answer.content) == ("error", "worker_lost", "Once upon")
+    log = [tokenlog.decode(fields) for _, fields in client.xrange(tokenlog.stream_key(answer.pk))]
+    assert [e["type"] for e in log[-2:]] == ["inference.error", "inference.end"]
+    assert [e for e in log if e["type"] == "inference.end"] == [log[-1]]
+
+
+def test_a_worker_that_comes_back_cannot_append_after_the_reaper(client, answer):
+    reaper.reap_once(client)
+    length = client.xlen(tokenlog.stream_key(answer.pk))
+
+    late = envelopes.token(message=answer.pk, text=" a time", index=2)
+    assert not tokenlog.append_as(client, "w-gone", answer.pk, length, late)
+    assert client.xlen(tokenlog.stream_key(answer.pk)) == length
+
+
+def test_an_append_retried_after_its_reply_was_lost_counts_once(client, answer):
+    token = envelopes.token(message=answer.pk, text=" a", index=2)
+
+    assert tokenlog.append_as(client, "w-gone", answer.pk, 3, token)
+    assert tokenlog.append_as(client, "w-gone", answer.pk, 3, token)
+    assert client.xlen(tokenlog.stream_key(answer.pk)) == 4
+
+
+def test_it_leaves_alone_an_answer_whose_worker_still_beats(client, answer):
+    client.set(tokenlog.heartbeat_key("w-gone"), "alive", px=10_000)
+
+    assert reaper.reap_once(client) == []
+    answer.refresh_from_db()
+    assert answer.status == "streaming"
+    client.delete(tokenlog.heartbeat_key("w-gone"))
