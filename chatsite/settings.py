@@ -127,6 +127,7 @@ AXES_COOLOFF_TIME = 0.25  # hours
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_VERBOSE = False  # else "AXES: BEGIN ..." on every manage.py command and server start
 
 # --- HTTP hardening: on unless DEBUG ------------------------------------------------------------
 SESSION_COOKIE_SECURE = not DEBUG
@@ -258,5 +259,14 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": "INFO"},
-    "loggers": {"django.channels.server": {"level": "WARNING"}},
+    "loggers": {
+        "django.channels.server": {"level": "WARNING"},
+        # Django's default config gives "django" its own console handler, and it propagates to
+        # root: every 404 printed twice. Root alone prints; a 4xx is already Daphne's access
+        # line, so django.request keeps only what needs a traceback (5xx).
+        "django": {"level": "INFO"},
+        "django.request": {"level": "ERROR"},
+        # Daphne's start-up notes (endpoints, no HTTP/2); `make run` prints the URL to open.
+        "daphne": {"level": "WARNING"},
+    },
 }
