@@ -10,10 +10,10 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("chatsite.accounts.urls")),
     path("api/v1/", include("chatsite.chat.api_urls")),
-    # OpenAI-compatible (PROTOCOLS.md §2).
+    # OpenAI-compatible (docs/PROTOCOL.md §2).
     path("v1/chat/completions", openai_api.chat_completions, name="openai-chat-completions"),
     path("v1/models", openai_api.models, name="openai-models"),
-    # LoRAX-compatible (PROTOCOLS.md §3); lorax-client posts to its base URL, `/lorax` itself.
+    # LoRAX-compatible (docs/PROTOCOL.md §3); lorax-client posts to its base URL, `/lorax` itself.
     path("lorax", lorax_api.compat, name="lorax"),
     path("lorax/generate", lorax_api.generate, name="lorax-generate"),
     path("lorax/generate_stream", lorax_api.generate_stream, name="lorax-generate-stream"),

@@ -329,7 +329,7 @@ def _events_response(events) -> StreamingHttpResponse:
 
 
 async def _sse(events):
-    """SSE framing of ../shared/PROTOCOLS.md §1: id, event, data, blank line."""
+    """SSE framing of docs/PROTOCOL.md §1: id, event, data, blank line."""
     index = 0
     async for envelope in _aiter(events):
         yield f"id: {index}\nevent: {envelope['type']}\ndata: {json.dumps(envelope)}\n\n"

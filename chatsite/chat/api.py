@@ -172,7 +172,7 @@ class MessageStream(APIView):
             (200, "text/event-stream"): OpenApiResponse(
                 SSE_EVENT,
                 description="Server-sent events: inference.start, inference.token…, "
-                "inference.error, inference.end (PROTOCOLS.md §1).",
+                "inference.error, inference.end (docs/PROTOCOL.md §1).",
             ),
             **ERRORS,
         },
