@@ -40,8 +40,12 @@ class Exchange:
     kind: str = CHAT
 
 
-def conversation_create(*, owner, adapter: Adapter | None, title: str = "", system_prompt: str = ""):
+def conversation_create(
+    *, owner, adapter: Adapter | None, title: str = "", system_prompt: str = "",
+    source: str = Conversation.Source.CHAT,
+):
     return Conversation.objects.create(
+        source=source,
         owner=owner, adapter=adapter, title=title[:200], system_prompt=system_prompt
     )
 
@@ -54,7 +58,8 @@ def conversation_rename(*, user, conversation_id: int, title: str) -> Conversati
         raise ChatError("invalid_title", f"A name can be at most {TITLE_MAX_CHARS} characters.")
     conversation = selectors.conversation_of(user, conversation_id)
     conversation.title = title
-    conversation.save(update_fields=["title", "updated_at"])
+    # Not "updated_at": a rename is no new activity, and the sidebar keeps its order.
+    conversation.save(update_fields=["title"])
     return conversation
 
 
@@ -102,7 +107,8 @@ def exchange_start(
         sampling = _sampling(params, adapter_defaults(adapter))
         with transaction.atomic():
             conversation = conversation_create(
-                owner=user, adapter=adapter, title=_title_from(content)
+                owner=user, adapter=adapter, title=_title_from(content),
+                source=Conversation.Source.LORAX if raw_prompt else Conversation.Source.CHAT,
             )
             answer = _record_turn(conversation, None, content, adapter)
         return _exchange(answer, sampling, RAW if raw_prompt else CHAT)
@@ -240,7 +246,8 @@ def transcript_exchange_start(
     system = "\n\n".join(text for kind, text in history if kind == "system")
     with transaction.atomic():
         conversation = conversation_create(
-            owner=user, adapter=None, title=_title_from(content), system_prompt=system
+            owner=user, adapter=None, title=_title_from(content), system_prompt=system,
+            source=Conversation.Source.OPENAI,
         )
         parent = None
         for kind, text in history:

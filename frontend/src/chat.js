@@ -5,6 +5,7 @@
 // through renderMarkdown (markdown-it, then DOMPurify). Nothing here builds HTML from strings.
 import { renderMarkdown } from "./markdown.js";
 import { ROOT, activeBranch, keyOf, siblingsOf } from "./tree.js";
+import { longDate, shortDate, sidebarGroups, sourceLabel } from "./sidebar.js";
 
 const SOCKET_PATH = "/ws/chat/";
 const NOT_SIGNED_IN = 4401;
@@ -49,6 +50,7 @@ const state = {
   signedOut: false,
   loading: false,
   searchTimer: null,
+  apiGroupOpen: false, // the sidebar's "From the API" group, as the user left it
 };
 
 function init() {
@@ -95,6 +97,7 @@ function findElements() {
     settingsSave: byId("settings-save"),
     settingsStatus: byId("settings-status"),
     settingsSummary: byId("settings-summary"),
+    settings: byId("settings"),
     conversations: byId("conversation-list"),
     newChat: document.querySelector('[data-testid="new-conversation"]'),
     search: byId("conversation-search"),
@@ -175,18 +178,52 @@ function renderConversations(conversations, searching) {
     ui.conversations.replaceChildren(empty);
     return;
   }
-  ui.conversations.replaceChildren(...conversations.map(conversationItem));
+  const { chats, api } = sidebarGroups(conversations);
+  const items = chats.map(conversationItem);
+  if (api.length) items.push(apiGroup(api, searching));
+  ui.conversations.replaceChildren(...items);
+}
+
+/** API calls, one conversation each, folded under one entry (open while searching). */
+function apiGroup(conversations, searching) {
+  const group = document.createElement("li");
+  group.className = "conversation-group";
+  const details = document.createElement("details");
+  details.dataset.testid = "api-conversations";
+  details.open = searching || state.apiGroupOpen || conversations.some((c) => c.id === state.conversationId);
+  details.addEventListener("toggle", () => {
+    if (!searching) state.apiGroupOpen = details.open;
+  });
+  const summary = document.createElement("summary");
+  summary.textContent = `From the API (${conversations.length})`;
+  const list = document.createElement("ul");
+  list.className = "conversation-sublist";
+  list.append(...conversations.map(conversationItem));
+  details.append(summary, list);
+  group.append(details);
+  return group;
 }
 
 function conversationItem(conversation) {
   const item = document.createElement("li");
   item.className = "conversation-item";
   item.dataset.conversationId = conversation.id;
+  const title = conversation.title || "Untitled";
   const link = document.createElement("a");
   link.href = pageUrl(conversation.id);
-  link.textContent = conversation.title || "Untitled";
+  link.title = `${title}\n${longDate(conversation.updated_at)}`;
+  const name = document.createElement("span");
+  name.className = "conversation-title";
+  name.dataset.testid = "conversation-title";
+  name.textContent = title;
+  const when = document.createElement("time");
+  when.className = "conversation-date";
+  when.dataset.testid = "conversation-date";
+  when.dateTime = conversation.updated_at;
+  const label = sourceLabel(conversation.source);
+  when.textContent = label ? `${label} · ${shortDate(conversation.updated_at)}` : shortDate(conversation.updated_at);
+  link.append(name, when);
   if (conversation.id === state.conversationId) link.setAttribute("aria-current", "page");
-  const title = conversation.title || "Untitled";
   item.append(
     link,
     smallButton("✎", `Rename “${title}”`, "rename"),
@@ -218,11 +255,11 @@ function onSidebarClick(event) {
 }
 
 function startRename(item, id) {
-  const link = item.querySelector("a");
+  const name = item.querySelector(".conversation-title");
   const input = document.createElement("input");
   input.type = "text";
   input.className = "rename-input";
-  input.value = link.textContent;
+  input.value = name.textContent;
   input.maxLength = 200;
   input.dataset.testid = "rename-input";
   input.setAttribute("aria-label", "New name");
@@ -233,7 +270,7 @@ function startRename(item, id) {
   const finish = async (save) => {
     if (done) return;
     done = true;
-    if (save && input.value.trim() && input.value !== link.textContent) {
+    if (save && input.value.trim() && input.value !== name.textContent) {
       try {
         const conversation = await postJSON(`${homeUrl()}c/${id}/rename`, { title: input.value });
         if (id === state.conversationId) showTitle(conversation.title);
@@ -909,6 +946,8 @@ function sendMessage(content, parent) {
     return false;
   }
   state.failed = null;
+  // The panel would keep hiding the conversation (on a phone, most of it) while the answer comes.
+  ui.settings.open = false;
   state.pending = { kind: "send", content, parent, conversation: state.conversationId, el: pendingElement(content) };
   state.structureChanged = true;
   schedule();

@@ -1,0 +1,91 @@
+"""The chat page's sidebar and settings panel as a person uses them: whole titles with dates,
+API calls kept apart, a rename that keeps the order, a panel that gets out of the way."""
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.test_chat_page import send, wait_until_done
+
+pytestmark = pytest.mark.e2e
+
+LONG_TITLE = "What is the longest river in South America, please?"
+
+
+def test_it_folds_the_settings_panel_away_after_sending(visit):
+    person = visit()
+    person.sign_up("fold")
+    page = person.page
+    page.get_by_text("Adapter & system prompt").click()
+    expect(page.get_by_test_id("settings")).to_have_attribute("open", "")
+    send(page, "Hello there.")
+    expect(page.get_by_test_id("settings")).not_to_have_attribute("open", "")
+    wait_until_done(page)
+
+
+def test_it_folds_the_settings_panel_away_on_a_phone_too(visit):
+    person = visit(viewport={"width": 390, "height": 844})
+    person.sign_up("fold-phone")
+    page = person.page
+    page.get_by_text("Adapter & system prompt").click()
+    send(page, "Hello from a phone.")
+    expect(page.get_by_test_id("settings")).not_to_have_attribute("open", "")
+    wait_until_done(page)
+    panel = page.get_by_test_id("settings").bounding_box()
+    assert panel["height"] < 80, panel  # the summary line only: the conversation has the room
+
+
+def test_it_shows_whole_titles_and_dates_and_keeps_the_order_on_rename(visit):
+    person = visit()
+    person.sign_up("titles")
+    page = person.page
+    send(page, LONG_TITLE)
+    wait_until_done(page)
+    page.get_by_test_id("new-conversation").click()
+    send(page, "Second one.")
+    wait_until_done(page)
+
+    sidebar = page.get_by_test_id("conversation-list")
+    titles = sidebar.get_by_test_id("conversation-title")
+    expect(titles).to_have_text(["Second one.", LONG_TITLE])
+    older = sidebar.locator(".conversation-item").nth(1)
+    assert older.get_by_test_id("conversation-title").evaluate(
+        "el => el.scrollWidth <= el.clientWidth && el.getBoundingClientRect().height > 20"
+    ), "a long title should wrap onto more lines, not be cut"
+    expect(older.locator("a")).to_have_attribute("title", re.compile(re.escape(LONG_TITLE)))
+    expect(sidebar.get_by_test_id("conversation-date").first).to_have_text(re.compile(r"\d"))
+
+    older.hover()
+    older.get_by_test_id("conversation-rename").click()
+    page.get_by_test_id("rename-input").fill("Rivers")
+    page.get_by_test_id("rename-input").press("Enter")
+    expect(titles).to_have_text(["Second one.", "Rivers"])  # renamed, not moved to the top
+    page.reload()
+    expect(titles).to_have_text(["Second one.", "Rivers"])
+
+
+def test_it_keeps_api_conversations_apart_from_chats(visit, server):
+    person = visit()
+    person.sign_up("apiuser")
+    page = person.page
+    send(page, "A chat of mine.")
+    wait_until_done(page)
+    server.shell(
+        "from django.contrib.auth import get_user_model; from chatsite.chat.models import Conversation; "
+        "owner = get_user_model().objects.get(username='apiuser'); "
+        "[Conversation.objects.create(owner=owner, title='Say hi', source=source) "
+        "for source in ('openai', 'lorax', 'openai')]"
+    )
+    page.reload()
+    sidebar = page.get_by_test_id("conversation-list")
+    group = sidebar.get_by_test_id("api-conversations")
+    expect(group.locator("summary")).to_have_text("From the API (3)")
+    expect(group).not_to_have_attribute("open", "")
+    chats = sidebar.locator(":scope > .conversation-item")
+    expect(chats).to_have_count(1)
+    expect(chats.first).to_contain_text("A chat of mine.")
+
+    group.locator("summary").click()
+    expect(group.get_by_test_id("conversation-date")).to_have_count(3)
+    expect(group.get_by_test_id("conversation-date").first).to_contain_text("API")
