@@ -4,7 +4,7 @@ import dj_database_url
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
-from chatsite.env import BASE_DIR, VAR_DIR, read_environment, secret_key
+from chatsite.env import BASE_DIR, VAR_DIR, email_settings, read_environment, secret_key
 
 ENV = read_environment()
 
@@ -62,6 +62,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "chatsite.accounts.context_processors.mail",
             ],
         },
     },
@@ -117,8 +118,9 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "chat:home"
 LOGOUT_REDIRECT_URL = "login"
-EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
-DEFAULT_FROM_EMAIL = "patchbay@localhost"
+# EMAIL_BACKEND, EMAIL_HOST, ... and MAIL_ENABLED (pages offer a reset link only when true).
+globals().update(email_settings(ENV.EMAIL_URL))
+DEFAULT_FROM_EMAIL = ENV.DEFAULT_FROM_EMAIL
 
 # Lock a username out from one address after repeated failures, without letting anyone lock
 # another person out from everywhere.

@@ -42,6 +42,8 @@ def manage(*args, **env) -> subprocess.CompletedProcess:
         ("WORKER_METRICS_PORT", "0"),
         ("ADAPTER_MAX_RANK", "sixty-four"),
         ("ADAPTER_MAX_BYTES", "2GiB"),
+        ("EMAIL_URL", "pop3://mail.example"),
+        ("EMAIL_URL", "smtp://"),
     ],
 )
 def test_it_stops_start_up_on_a_bad_value_naming_the_variable(name, value):
