@@ -107,7 +107,7 @@ def exchange_start(
         sampling = _sampling(params, adapter_defaults(adapter))
         with transaction.atomic():
             conversation = conversation_create(
-                owner=user, adapter=adapter, title=_title_from(content),
+                owner=user, adapter=adapter, title=title_from(content),
                 source=Conversation.Source.LORAX if raw_prompt else Conversation.Source.CHAT,
             )
             answer = _record_turn(conversation, None, content, adapter)
@@ -116,7 +116,7 @@ def exchange_start(
         conversation = selectors.conversation_of(user, conversation_id)
         adapter = _choose_adapter(user, conversation, adapter_slug)
         if not conversation.title:
-            conversation.title = _title_from(content)
+            conversation.title = title_from(content)
             conversation.save(update_fields=["title", "updated_at"])
         sampling = _sampling(params, adapter_defaults(adapter))  # a refusal rolls back
         if parent_given:
@@ -246,7 +246,7 @@ def transcript_exchange_start(
     system = "\n\n".join(text for kind, text in history if kind == "system")
     with transaction.atomic():
         conversation = conversation_create(
-            owner=user, adapter=None, title=_title_from(content), system_prompt=system,
+            owner=user, adapter=None, title=title_from(content), system_prompt=system,
             source=Conversation.Source.OPENAI,
         )
         parent = None
@@ -406,7 +406,7 @@ def _sampling(params: GenerationParams, adapter: AdapterDefaults) -> SamplingPar
     )
 
 
-def _title_from(content: str) -> str:
+def title_from(content: str) -> str:
     line = " ".join(content.split())
     return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1] + "…"
 

@@ -62,6 +62,7 @@ function init() {
   ui.stop.addEventListener("click", stopGenerations);
   ui.picker.addEventListener("change", onAdapterChange);
   ui.settingsSave.addEventListener("click", saveSettings);
+  ui.importFile.addEventListener("change", importConversations);
   ui.messages.addEventListener("click", onMessageAction);
   ui.conversations.addEventListener("click", onSidebarClick);
   ui.newChat.addEventListener("click", onNavigate);
@@ -98,6 +99,8 @@ function findElements() {
     settingsStatus: byId("settings-status"),
     settingsSummary: byId("settings-summary"),
     settings: byId("settings"),
+    settingsExport: byId("settings-export"),
+    importFile: byId("import-file"),
     conversations: byId("conversation-list"),
     newChat: document.querySelector('[data-testid="new-conversation"]'),
     search: byId("conversation-search"),
@@ -362,6 +365,41 @@ function applyConversationSettings() {
   }
   showAdapterDescription();
   showSettingsSummary();
+  showExportLinks();
+}
+
+/** The settings panel's export links point at the conversation on show (none: hidden). */
+function showExportLinks() {
+  ui.settingsExport.hidden = !state.conversationId;
+  for (const link of ui.settingsExport.querySelectorAll("a")) {
+    link.href = state.conversationId ? `${homeUrl()}c/${state.conversationId}/export.${link.dataset.format}` : "";
+  }
+}
+
+/** Upload an export (JSONL or JSON); the new conversations join the sidebar. */
+async function importConversations() {
+  const file = ui.importFile.files[0];
+  if (!file) return;
+  const body = new FormData();
+  body.append("file", file);
+  const response = await fetch(ui.importFile.dataset.importUrl, {
+    method: "POST",
+    credentials: "same-origin",
+    headers: { Accept: "application/json", "X-CSRFToken": ui.root.dataset.csrfToken },
+    body,
+  }).catch(() => null);
+  ui.importFile.value = "";
+  const data = response ? await response.json().catch(() => ({})) : {};
+  if (!response || !response.ok) {
+    showNotice((data.error && data.error.message) || "The import failed. Try again.");
+    return;
+  }
+  showNotice(importedSentence(data.imported));
+  refreshConversations();
+}
+
+function importedSentence(count) {
+  return count === 1 ? "Imported 1 conversation." : `Imported ${count} conversations.`;
 }
 
 function showTitle(title) {
@@ -375,6 +413,7 @@ function adoptConversation(id) {
   state.conversationId = id;
   ui.root.dataset.conversationId = id;
   history.replaceState(null, "", pageUrl(id));
+  showExportLinks();
   refreshConversations();
 }
 

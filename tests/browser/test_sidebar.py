@@ -1,6 +1,7 @@
 """The chat page's sidebar and settings panel as a person uses them: whole titles with dates,
 API calls kept apart, a rename that keeps the order, a panel that gets out of the way."""
 
+import json
 import re
 
 import pytest
@@ -89,3 +90,28 @@ def test_it_keeps_api_conversations_apart_from_chats(visit, server):
     group.locator("summary").click()
     expect(group.get_by_test_id("conversation-date")).to_have_count(3)
     expect(group.get_by_test_id("conversation-date").first).to_contain_text("API")
+
+
+def test_it_exports_the_conversation_on_show_and_imports_a_file(visit, tmp_path):
+    person = visit()
+    person.sign_up("porter")
+    page = person.page
+    send(page, "Remember the rivers.")
+    wait_until_done(page)
+    page.get_by_text("Adapter & system prompt").click()
+    with page.expect_download() as download:
+        page.get_by_test_id("conversation-export").get_by_text("JSONL").click()
+    exported = tmp_path / "one.jsonl"
+    download.value.save_as(exported)
+    record = json.loads(exported.read_text())
+    assert record["messages"][0] == {"role": "user", "content": "Remember the rivers."}
+
+    chat = {"messages": [{"role": "user", "content": "An imported question"},
+                         {"role": "assistant", "content": "An imported answer"}]}
+    upload = tmp_path / "import.jsonl"
+    upload.write_text(json.dumps(chat) + "\n")
+    page.get_by_test_id("import-file").set_input_files(str(upload))
+    expect(page.get_by_role("status").filter(has_text="Imported 1 conversation.")).to_be_visible()
+    sidebar = page.get_by_test_id("conversation-list")
+    sidebar.get_by_text("An imported question").click()
+    expect(page.get_by_test_id("message-list")).to_contain_text("An imported answer")
