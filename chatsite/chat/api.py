@@ -118,20 +118,23 @@ class ConversationMessages(generics.ListAPIView):
     )
     def post(self, request, pk: int):
         data = _valid(SendSerializer, request.data)
-        exchange = streaming.start_from_sync_view(
-            user=request.user,
-            conversation_id=pk,
-            content=data["content"],
-            adapter_slug=data.get("adapter"),
+        fields = dict(
+            user=request.user, conversation_id=pk, content=data["content"],
             params=GenerationParams(**data.get("parameters", {})),
         )
-        answer = exchange.assistant_message.pk
+        if "adapters" in data:
+            exchanges = streaming.start_compare_from_sync_view(adapter_slugs=data["adapters"], **fields)
+        else:
+            exchanges = [streaming.start_from_sync_view(adapter_slug=data.get("adapter"), **fields)]
+        answer = exchanges[0].assistant_message.pk
         body = {
             "message": answer,
-            "user_message": exchange.user_message.pk,
-            "conversation": exchange.conversation.pk,
+            "user_message": exchanges[0].user_message.pk,
+            "conversation": exchanges[0].conversation.pk,
             "stream": f"/api/v1/messages/{answer}/stream",
         }
+        if "adapters" in data:
+            body["messages"] = [exchange.assistant_message.pk for exchange in exchanges]
         return Response(body, status=status.HTTP_201_CREATED)
 
 

@@ -147,6 +147,31 @@ def exchange_regenerate(
     return _exchange(answer, sampling, CHAT)
 
 
+def exchange_compare(
+    *, user, conversation_id: int | None, content: str, adapter_slugs: list[str],
+    params: GenerationParams,
+) -> list[Exchange]:
+    """One user message and one answer per adapter ("" = the base), siblings in the branch
+    tree, in the order given. All or nothing: an adapter the user may not use refuses it all."""
+    if len(set(adapter_slugs)) != len(adapter_slugs):
+        raise ChatError("bad_request", "Name each adapter to compare once.")
+    for slug in adapter_slugs:
+        if slug:
+            adapter_for_user(user, slug)
+    with transaction.atomic():
+        first = exchange_start(
+            user=user, conversation_id=conversation_id, content=content,
+            adapter_slug=adapter_slugs[0], params=params,
+        )
+        others = [
+            exchange_regenerate(
+                user=user, message_id=first.assistant_message.pk, adapter_slug=slug, params=params
+            )
+            for slug in adapter_slugs[1:]
+        ]
+    return [first, *others]
+
+
 def exchange_continue(*, user, message_id: int, params: GenerationParams) -> Exchange:
     """Extend a stopped, interrupted or length-cut answer in place, with its own adapter."""
     with transaction.atomic():

@@ -32,13 +32,17 @@ RETRY_AFTER_S = 5
 def exchange_start_limited(starter=services.exchange_start, **fields) -> services.Exchange:
     """Record an exchange with `starter` (a service), refused first when the user already has
     too many answers being generated."""
-    if selectors.live_generations_count(fields["user"]) >= settings.API_MAX_CONCURRENT:
+    _check_room(fields["user"], 1)
+    return starter(**fields)
+
+
+def _check_room(user, wanted: int) -> None:
+    if selectors.live_generations_count(user) + wanted > settings.API_MAX_CONCURRENT:
         raise ChatError(
             "too_many_streams",
-            f"You already have {settings.API_MAX_CONCURRENT} answers being generated; "
+            f"You may have {settings.API_MAX_CONCURRENT} answers being generated at once; "
             "wait for one to finish or stop it.",
         )
-    return starter(**fields)
 
 
 async def start(starter=services.exchange_start, **fields):
@@ -76,6 +80,17 @@ def start_from_sync_view(**fields) -> services.Exchange:
     _give_connection_back()  # saved; starting the run can wait on a busy event loop
     async_to_sync(_run_detached)(exchange)
     return exchange
+
+
+def start_compare_from_sync_view(**fields) -> list[services.Exchange]:
+    """One message answered by several adapters at once (`services.exchange_compare`): the runs
+    start together, so the engine decodes them in one batch."""
+    _check_room(fields["user"], len(fields["adapter_slugs"]))
+    exchanges = services.exchange_compare(**fields)
+    _give_connection_back()
+    for exchange in exchanges:
+        async_to_sync(_run_detached)(exchange)
+    return exchanges
 
 
 async def _run_detached(exchange) -> GenerationRun:
