@@ -6,6 +6,7 @@
 import { renderMarkdown } from "./markdown.js";
 import { ROOT, activeBranch, keyOf, siblingsOf } from "./tree.js";
 import { longDate, shortDate, sidebarGroups, sourceLabel } from "./sidebar.js";
+import { chosenToCompare } from "./compare.js";
 
 const SOCKET_PATH = "/ws/chat/";
 const NOT_SIGNED_IN = 4401;
@@ -51,6 +52,7 @@ const state = {
   loading: false,
   searchTimer: null,
   apiGroupOpen: false, // the sidebar's "From the API" group, as the user left it
+  comparing: null, // {fork: user message id, ids: [answer ids]}: answers shown side by side
 };
 
 function init() {
@@ -101,6 +103,7 @@ function findElements() {
     settings: byId("settings"),
     settingsExport: byId("settings-export"),
     importFile: byId("import-file"),
+    compareBoxes: [...document.querySelectorAll('input[name="compare"]')],
     conversations: byId("conversation-list"),
     newChat: document.querySelector('[data-testid="new-conversation"]'),
     search: byId("conversation-search"),
@@ -153,7 +156,8 @@ async function postJSON(url, body) {
   if (!response) throw new Error("The server could not be reached. Try again.");
   const data = await response.json().catch(() => ({}));
   if (!response.ok) {
-    throw new Error((data.error && data.error.message) || `The server answered ${response.status}.`);
+    const sentence = (data.error && data.error.message) || data.message; // page actions, API
+    throw new Error(sentence || `The server answered ${response.status}.`);
   }
   return data;
 }
@@ -325,6 +329,7 @@ function openConversation(id, { push }) {
   state.elements = new Map();
   state.failed = null;
   state.editing = null;
+  state.comparing = null;
   if (state.pending) state.pending.abandoned = true;
   state.structureChanged = true;
   ui.messages.replaceChildren();
@@ -530,17 +535,59 @@ function flush() {
 }
 
 function renderBranch() {
-  const branch = activeBranch(state.messages, state.chosen);
-  const elements = branch.map((id) => {
-    const message = state.messages.get(id);
-    if (!state.elements.has(id)) state.elements.set(id, createElement(message));
-    updateElement(message);
-    return state.elements.get(id);
-  });
+  let branch = activeBranch(state.messages, state.chosen);
+  const cut = state.comparing ? branch.indexOf(state.comparing.fork) : -1;
+  if (cut >= 0) branch = branch.slice(0, cut + 1);
+  const elements = branch.map(shownElement);
+  if (cut >= 0) elements.push(compareGrid(state.comparing.ids.filter((id) => state.messages.has(id))));
   if (state.failed) elements.push(failedElement(state.failed));
   if (state.pending && !state.pending.abandoned && state.pending.el) elements.push(state.pending.el);
   ui.messages.replaceChildren(...elements);
   state.shown = branch;
+}
+
+function shownElement(id) {
+  const message = state.messages.get(id);
+  if (!state.elements.has(id)) state.elements.set(id, createElement(message));
+  updateElement(message);
+  return state.elements.get(id);
+}
+
+/** The answers of a comparison, side by side (stacked on a phone), each with a Keep button. */
+function compareGrid(ids) {
+  const grid = document.createElement("div");
+  grid.className = "compare-grid";
+  grid.dataset.testid = "compare";
+  for (const id of ids) {
+    const cell = document.createElement("div");
+    cell.className = "compare-cell";
+    const keep = document.createElement("button");
+    keep.type = "button";
+    keep.className = "button";
+    keep.dataset.keep = String(id);
+    keep.dataset.testid = "compare-keep";
+    keep.textContent = "Keep this answer";
+    cell.append(shownElement(id), keep);
+    grid.append(cell);
+  }
+  grid.addEventListener("click", (event) => {
+    const button = event.target.closest("button[data-keep]");
+    if (button) keepCompared(Number(button.dataset.keep));
+  });
+  return grid;
+}
+
+/** The kept answer becomes the one on show; the others stay as its siblings (‹ n/m ›). */
+function keepCompared(id) {
+  state.chosen.set(state.comparing.fork, id);
+  state.comparing = null;
+  state.structureChanged = true;
+  schedule();
+}
+
+/** The adapters ticked under "Compare with", less the one picked above (it answers anyway). */
+function compareChoices() {
+  return chosenToCompare(ui.compareBoxes.filter((box) => box.checked).map((box) => box.value), ui.picker.value);
 }
 
 function createElement(message) {
@@ -953,7 +1000,30 @@ async function submitPrompt() {
     // A system prompt needs its conversation before the first message.
     if (!(await createConversation())) return;
   }
+  if (compareChoices().length) {
+    await sendCompare(content);
+    return;
+  }
   if (sendMessage(content, parent)) ui.composer.value = "";
+}
+
+/** One message to the picked adapter and each ticked one, through the native API (the page's
+ * session); the answers then stream over the socket like any other. */
+async function sendCompare(content) {
+  if (!state.conversationId && !(await createConversation())) return;
+  const adapters = [ui.picker.value, ...compareChoices()];
+  let sent;
+  try {
+    sent = await postJSON(messagesUrl(state.conversationId), { content, adapters });
+  } catch (err) {
+    showNotice(err.message);
+    return;
+  }
+  ui.composer.value = "";
+  ui.settings.open = false;
+  for (const box of ui.compareBoxes) box.checked = false;
+  state.comparing = { fork: sent.user_message, ids: sent.messages };
+  await loadMessages();
 }
 
 async function createConversation() {

@@ -7,7 +7,8 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.test_chat_page import send, wait_until_done
+from tests.browser.conftest import ADAPTERS
+from tests.browser.test_chat_page import ANSWER, send, wait_until_done
 
 pytestmark = pytest.mark.e2e
 
@@ -115,3 +116,35 @@ def test_it_exports_the_conversation_on_show_and_imports_a_file(visit, tmp_path)
     sidebar = page.get_by_test_id("conversation-list")
     sidebar.get_by_text("An imported question").click()
     expect(page.get_by_test_id("message-list")).to_contain_text("An imported answer")
+
+
+def test_it_compares_adapters_side_by_side_and_keeps_the_chosen_answer(visit):
+    person = visit()
+    person.sign_up("compare")
+    page = person.page
+    page.get_by_text("Adapter & system prompt").click()
+    (first_slug, first_name), (_, second_name) = ADAPTERS
+    page.get_by_test_id("adapter-picker").select_option(first_slug)
+    boxes = page.get_by_test_id("compare-with")
+    boxes.get_by_label("Base model").check()
+    boxes.get_by_label(second_name).check()
+    page.get_by_test_id("composer").fill("Tell me about rivers.")
+    page.get_by_test_id("composer").press("Enter")
+
+    grid = page.get_by_test_id("compare")
+    cells = grid.locator(".compare-cell")
+    expect(cells).to_have_count(3)
+    for index in range(3):
+        expect(cells.nth(index).locator(ANSWER)).to_have_attribute("data-status", "complete", timeout=60_000)
+    metas = cells.locator('[data-testid="message-meta"]')
+    expect(metas.nth(0)).to_contain_text(first_name)
+    expect(metas.nth(1)).to_contain_text("Base model")
+    expect(metas.nth(2)).to_contain_text(second_name)
+    boxes_side_by_side = [cells.nth(i).bounding_box() for i in range(2)]
+    assert boxes_side_by_side[0]["y"] == boxes_side_by_side[1]["y"]
+
+    cells.nth(2).get_by_test_id("compare-keep").click()
+    expect(grid).to_have_count(0)
+    expect(page.locator(ANSWER)).to_have_count(1)
+    expect(page.locator(ANSWER).get_by_test_id("message-meta")).to_contain_text(second_name)
+    expect(page.locator(ANSWER).get_by_test_id("sibling-position")).to_have_text("3/3")
