@@ -8,7 +8,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser.conftest import ADAPTERS
-from tests.browser.test_chat_page import ANSWER, send, wait_until_done
+from tests.browser.test_chat_page import ANSWER, send, shot, wait_until_done
 
 pytestmark = pytest.mark.e2e
 
@@ -135,13 +135,14 @@ def test_it_compares_adapters_side_by_side_and_keeps_the_chosen_answer(visit):
     cells = grid.locator(".compare-cell")
     expect(cells).to_have_count(3)
     for index in range(3):
-        expect(cells.nth(index).locator(ANSWER)).to_have_attribute("data-status", "complete", timeout=60_000)
+        expect(cells.nth(index).locator(ANSWER)).to_have_attribute("data-status", "complete", timeout=180_000)
     metas = cells.locator('[data-testid="message-meta"]')
     expect(metas.nth(0)).to_contain_text(first_name)
     expect(metas.nth(1)).to_contain_text("Base model")
     expect(metas.nth(2)).to_contain_text(second_name)
     boxes_side_by_side = [cells.nth(i).bounding_box() for i in range(2)]
     assert boxes_side_by_side[0]["y"] == boxes_side_by_side[1]["y"]
+    shot(page, "compare")
 
     cells.nth(2).get_by_test_id("compare-keep").click()
     expect(grid).to_have_count(0)
