@@ -153,7 +153,7 @@ async def until_end(run: GenerationRun) -> list[dict]:
 
 
 async def native_sse(message, after: int = -1) -> AsyncIterator[bytes]:
-    """PROTOCOLS.md §1 SSE framing of `follow`."""
+    """docs/PROTOCOL.md §1 SSE framing of `follow`."""
     async with aclosing(follow(message, after)) as events:
         async for position, envelope in events:
             if envelope is None:
