@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 from pydantic import AliasChoices, Field, IPvAnyNetwork, ValidationError, field_validator
@@ -71,6 +72,10 @@ class Environment(BaseSettings):
     METRICS_TOKEN: str | None = Field(default=None, min_length=16)  # bearer token for /metrics
     WORKER_METRICS_PORT: int | None = Field(default=None, ge=1, le=65535)  # off when unset
     WORKER_METRICS_ADDR: str = "127.0.0.1"
+    # Outgoing mail (password reset links): smtp://, smtp+tls:// (STARTTLS), smtps:// (TLS) with
+    # user:password@host:port, or console:// (printed). Unset: no mail, and no reset link.
+    EMAIL_URL: str | None = Field(default=None, pattern=r"^(smtp|smtp\+tls|smtps|console)://")
+    DEFAULT_FROM_EMAIL: str = "patchbay@localhost"
     RATE_LIMIT: str = Field(
         default="120/minute",
         pattern=r"^[1-9][0-9]*/(second|minute|hour|day)$",
@@ -93,7 +98,9 @@ def read_environment() -> Environment:
         raise ImproperlyConfigured(f"Bad environment setting: {problems}") from None
 
 
-_SECRET = ("SECRET_KEY", "DATABASE_URL", "REDIS_URL", "METRICS_TOKEN", "LORAX_API_KEY")
+_SECRET = (
+    "SECRET_KEY", "DATABASE_URL", "REDIS_URL", "METRICS_TOKEN", "LORAX_API_KEY", "EMAIL_URL",
+)
 
 
 def _describe(err) -> str:
@@ -114,3 +121,37 @@ def secret_key(configured: str | None) -> str:
         path.write_text(get_random_secret_key())
         path.chmod(0o600)
     return path.read_text().strip()
+
+
+_MAIL_BACKENDS = {
+    "console": "django.core.mail.backends.console.EmailBackend",
+    "smtp": "django.core.mail.backends.smtp.EmailBackend",
+    "smtp+tls": "django.core.mail.backends.smtp.EmailBackend",
+    "smtps": "django.core.mail.backends.smtp.EmailBackend",
+}
+_MAIL_PORTS = {"smtp": 25, "smtp+tls": 587, "smtps": 465}
+
+
+def email_settings(url: str | None) -> dict:
+    """Django's EMAIL_* settings from EMAIL_URL (django-environ's form); unset: the console,
+    and MAIL_ENABLED false so that no page offers a reset link nobody would receive."""
+    if not url:
+        return {"EMAIL_BACKEND": _MAIL_BACKENDS["console"], "MAIL_ENABLED": False}
+    parts = urlsplit(url)
+    scheme = parts.scheme
+    try:
+        port = parts.port
+    except ValueError:
+        raise ImproperlyConfigured("Bad environment setting: EMAIL_URL has a bad port.") from None
+    if scheme != "console" and not parts.hostname:
+        raise ImproperlyConfigured("Bad environment setting: EMAIL_URL needs a host name.")
+    return {
+        "EMAIL_BACKEND": _MAIL_BACKENDS[scheme],
+        "EMAIL_HOST": parts.hostname or "localhost",
+        "EMAIL_PORT": port or _MAIL_PORTS.get(scheme, 25),
+        "EMAIL_HOST_USER": unquote(parts.username or ""),
+        "EMAIL_HOST_PASSWORD": unquote(parts.password or ""),
+        "EMAIL_USE_TLS": scheme == "smtp+tls",
+        "EMAIL_USE_SSL": scheme == "smtps",
+        "MAIL_ENABLED": True,
+    }

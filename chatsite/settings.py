@@ -4,7 +4,7 @@ import dj_database_url
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
-from chatsite.env import BASE_DIR, VAR_DIR, read_environment, secret_key
+from chatsite.env import BASE_DIR, VAR_DIR, email_settings, read_environment, secret_key
 
 ENV = read_environment()
 
@@ -64,6 +64,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "chatsite.accounts.context_processors.mail",
             ],
         },
     },
@@ -119,8 +120,9 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "chat:home"
 LOGOUT_REDIRECT_URL = "login"
-EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
-DEFAULT_FROM_EMAIL = "patchbay@localhost"
+# EMAIL_BACKEND, EMAIL_HOST, ... and MAIL_ENABLED (pages offer a reset link only when true).
+globals().update(email_settings(ENV.EMAIL_URL))
+DEFAULT_FROM_EMAIL = ENV.DEFAULT_FROM_EMAIL
 
 # Lock a username out from one address after repeated failures, without letting anyone lock
 # another person out from everywhere.
@@ -131,6 +133,7 @@ AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 # The client's address, from X-Forwarded-For only when the peer is one of TRUSTED_PROXIES.
 AXES_CLIENT_IP_CALLABLE = "chatsite.proxies.client_ip"
+AXES_VERBOSE = False  # else "AXES: BEGIN ..." on every manage.py command and server start
 
 # --- HTTP hardening: on unless DEBUG ------------------------------------------------------------
 SESSION_COOKIE_SECURE = not DEBUG
@@ -263,5 +266,14 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": "INFO"},
-    "loggers": {"django.channels.server": {"level": "WARNING"}},
+    "loggers": {
+        "django.channels.server": {"level": "WARNING"},
+        # Django's default config gives "django" its own console handler, and it propagates to
+        # root: every 404 printed twice. Root alone prints; a 4xx is already Daphne's access
+        # line, so django.request keeps only what needs a traceback (5xx).
+        "django": {"level": "INFO"},
+        "django.request": {"level": "ERROR"},
+        # Daphne's start-up notes (endpoints, no HTTP/2); `make run` prints the URL to open.
+        "daphne": {"level": "WARNING"},
+    },
 }

@@ -10,12 +10,12 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("chatsite.accounts.urls")),
     path("api/v1/", include("chatsite.chat.api_urls")),
-    # OpenAI-compatible (PROTOCOLS.md §2).
+    # OpenAI-compatible (docs/PROTOCOL.md §2).
     path("v1/chat/completions", openai_api.chat_completions, name="openai-chat-completions"),
     path("v1/completions", openai_completions.completions, name="openai-completions"),
     path("v1/models", openai_api.models, name="openai-models"),
     path("v1/models/<path:model_id>", openai_api.model, name="openai-model"),
-    # LoRAX-compatible (PROTOCOLS.md §3); lorax-client posts to its base URL, `/lorax` itself,
+    # LoRAX-compatible (docs/PROTOCOL.md §3); lorax-client posts to its base URL, `/lorax` itself,
     # and LoRAX's root route is `/`, so both spellings generate.
     path("lorax", lorax_api.compat, name="lorax"),
     path("lorax/", lorax_api.compat, name="lorax-root"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -216,7 +217,10 @@ def _save_adapter(base: LlamaForCausalLM, spec: _AdapterSpec, path: Path, base_d
         lora_dropout=0.0,
         task_type="CAUSAL_LM",
     )
-    adapted = get_peft_model(model, config)
+    with warnings.catch_warnings():
+        # PEFT reads transformers' deprecated `is_gradient_checkpointing`: noise on every start.
+        warnings.filterwarnings("ignore", "`is_gradient_checkpointing`", FutureWarning)
+        adapted = get_peft_model(model, config)
     # PEFT starts lora_B at zero (a no-op adapter); draw both factors instead.
     _randomize((p for name, p in adapted.named_parameters() if "lora_" in name), std=WEIGHT_STD)
     adapted.save_pretrained(path)

@@ -66,20 +66,26 @@ class TrainingResult:
 
 def read_chats(path: Path) -> list[list[dict]]:
     """The chats of a JSONL file; the first bad line stops it with its number and why."""
-    chats = []
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as error:
         raise TrainingError(f"Could not read {path}: {error}") from None
+    return chats_from_lines(lines, str(path))
+
+
+def chats_from_lines(lines: list[str], where: str, *, need_answer: bool = True) -> list[list[dict]]:
+    """The chats of JSONL lines (chat exports read them too, with `need_answer` false: a chat
+    may end on a question there)."""
+    chats = []
     for number, line in enumerate(lines, start=1):
         if line.strip():
-            chats.append(_chat(line, f"{path}, line {number}"))
+            chats.append(_chat(line, f"{where}, line {number}", need_answer))
     if not chats:
-        raise TrainingError(f"{path} holds no chats.")
+        raise TrainingError(f"{where} holds no chats.")
     return chats
 
 
-def _chat(line: str, where: str) -> list[dict]:
+def _chat(line: str, where: str, need_answer: bool = True) -> list[dict]:
     try:
         record = json.loads(line)
     except ValueError:
@@ -93,7 +99,7 @@ def _chat(line: str, where: str) -> list[dict]:
             raise TrainingError(
                 f"{where}: each message needs a role ({', '.join(ROLES)}) and a string content."
             )
-    if messages[-1]["role"] != "assistant" or not messages[-1]["content"].strip():
+    if need_answer and (messages[-1]["role"] != "assistant" or not messages[-1]["content"].strip()):
         raise TrainingError(f"{where}: the last message must be a non-empty assistant answer.")
     return [{"role": m["role"], "content": m["content"]} for m in messages]
 

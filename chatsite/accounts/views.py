@@ -1,7 +1,6 @@
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_not_required
-from django.contrib.auth.forms import UserCreationForm
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse_lazy
@@ -10,12 +9,12 @@ from django.views.decorators.http import require_POST
 from django.views.generic import CreateView
 
 from chatsite.accounts import keys
-from chatsite.accounts.forms import ApiKeyForm
+from chatsite.accounts.forms import ApiKeyForm, SignupForm
 
 
 @method_decorator(login_not_required, name="dispatch")
 class SignupView(CreateView):
-    form_class = UserCreationForm
+    form_class = SignupForm
     template_name = "registration/signup.html"
     success_url = reverse_lazy("chat:home")
 

@@ -16,7 +16,10 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import redirect
 from django.urls import path, reverse
+from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
+from django.utils.timesince import timesince
+from django.utils.timezone import localtime
 from django.views.decorators.http import require_POST
 
 from chatsite.adapters import cache, services
@@ -150,7 +153,8 @@ class AdapterChangeForm(_DefaultsMixin, forms.ModelForm):
 
 @admin.register(Adapter)
 class AdapterAdmin(admin.ModelAdmin):
-    list_display = ["slug", "name", "enabled", "visibility", "rank", "validated_at", "updated_at"]
+    # Short columns: with full timestamps the list was clipped at 1280 px.
+    list_display = ["slug", "name", "enabled", "visibility", "rank", "validated", "updated"]
     list_filter = ["enabled", "visibility"]
     search_fields = ["slug", "name", "description"]
     filter_horizontal = ["groups"]
@@ -188,6 +192,15 @@ class AdapterAdmin(admin.ModelAdmin):
             self._warn(request, obj, form.report.warnings)
         super().save_model(request, obj, form, change)
 
+    # --- list columns -------------------------------------------------------------------------
+    @admin.display(description="Validated", ordering="validated_at")
+    def validated(self, obj):
+        return _short_date(obj.validated_at) if obj.validated_at else "not yet"
+
+    @admin.display(description="Updated", ordering="updated_at")
+    def updated(self, obj):
+        return _short_date(obj.updated_at)
+
     # --- read-only panels ---------------------------------------------------------------------
     @admin.display(description="Usage")
     def usage(self, obj):
@@ -196,7 +209,7 @@ class AdapterAdmin(admin.ModelAdmin):
             ("Requests", usage.requests),
             ("Tokens in / out", f"{usage.prompt_tokens} / {usage.completion_tokens}"),
             ("Errors", usage.errors),
-            ("Last used", usage.last_used or "never"),
+            ("Last used", _when(usage.last_used) if usage.last_used else "never"),
             ("Mean time to first token", _ms(usage.mean_ttft_ms)),
             ("Tokens per second", _rate(usage.tokens_per_s)),
         ]
@@ -329,7 +342,7 @@ def _events_response(events) -> StreamingHttpResponse:
 
 
 async def _sse(events):
-    """SSE framing of ../shared/PROTOCOLS.md §1: id, event, data, blank line."""
+    """SSE framing of docs/PROTOCOL.md §1: id, event, data, blank line."""
     index = 0
     async for envelope in _aiter(events):
         yield f"id: {index}\nevent: {envelope['type']}\ndata: {json.dumps(envelope)}\n\n"
@@ -363,6 +376,15 @@ def _table(headers, rows, *, testid: str):
         '<table data-testid="{}"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>',
         testid, head, body,
     )
+
+
+def _short_date(value) -> str:
+    return date_format(localtime(value), "j M Y, H:i")
+
+
+def _when(value) -> str:
+    """A date a person reads at once: "2 Dec 2026, 14:05 (3 hours ago)"."""
+    return f"{_short_date(value)} ({timesince(value)} ago)"
 
 
 def _ms(value: float | None) -> str:

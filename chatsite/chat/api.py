@@ -119,20 +119,23 @@ class ConversationMessages(generics.ListAPIView):
     )
     def post(self, request, pk: int):
         data = _valid(SendSerializer, request.data)
-        exchange = streaming.start_from_sync_view(
-            user=request.user,
-            conversation_id=pk,
-            content=data["content"],
-            adapter_slug=data.get("adapter"),
+        fields = dict(
+            user=request.user, conversation_id=pk, content=data["content"],
             params=native_params(data.get("parameters", {}), prefix="parameters."),
         )
-        answer = exchange.assistant_message.pk
+        if "adapters" in data:
+            exchanges = streaming.start_compare_from_sync_view(adapter_slugs=data["adapters"], **fields)
+        else:
+            exchanges = [streaming.start_from_sync_view(adapter_slug=data.get("adapter"), **fields)]
+        answer = exchanges[0].assistant_message.pk
         body = {
             "message": answer,
-            "user_message": exchange.user_message.pk,
-            "conversation": exchange.conversation.pk,
+            "user_message": exchanges[0].user_message.pk,
+            "conversation": exchanges[0].conversation.pk,
             "stream": f"/api/v1/messages/{answer}/stream",
         }
+        if "adapters" in data:
+            body["messages"] = [exchange.assistant_message.pk for exchange in exchanges]
         return Response(body, status=status.HTTP_201_CREATED)
 
 
@@ -173,7 +176,7 @@ class MessageStream(APIView):
             (200, "text/event-stream"): OpenApiResponse(
                 SSE_EVENT,
                 description="Server-sent events: `retry:`, then inference.start, "
-                "inference.token…, inference.error, inference.end (PROTOCOLS.md §1).",
+                "inference.token…, inference.error, inference.end (docs/PROTOCOL.md §1).",
             ),
             204: OpenApiResponse(
                 description="The answer has ended and Last-Event-ID is its end: nothing more "

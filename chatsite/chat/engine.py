@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
@@ -94,6 +95,11 @@ def _load() -> Engine:
             f"({type(exc).__name__}).",
         ) from exc
     log.info("engine ready: %s", settings.BASE_MODEL)
+    # The engine's thread is a daemon: at exit it would still be inside torch while the
+    # interpreter tears down, and the process aborted ("terminate called without an active
+    # exception") when Daphne was stopped mid-answer. Its loop ends between two steps instead;
+    # the cut-off answers are marked interrupted by the next start.
+    atexit.register(engine.close)
     return engine
 
 

@@ -1,4 +1,4 @@
-"""The one publisher of stream envelopes (../shared/PROTOCOLS.md §1).
+"""The one publisher of stream envelopes (docs/PROTOCOL.md §1).
 
 Every transport (socket, SSE) sends exactly these dicts; nothing else builds them. Besides the
 protocol's fields, each envelope names its assistant message (`message` on start, token and

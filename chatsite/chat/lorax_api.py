@@ -1,4 +1,4 @@
-"""LoRAX-compatible routes under /lorax (PROTOCOLS.md §3), for `lorax-client` and raw LoRAX
+"""LoRAX-compatible routes under /lorax (docs/PROTOCOL.md §3), for `lorax-client` and raw LoRAX
 users: `POST /lorax` and `/lorax/` (the client posts to its base URL; LoRAX's root route),
 `/lorax/generate`, `/lorax/generate_stream`, `GET /lorax/info`, `GET /lorax/health`. LoRAX's
 OpenAI routes under /lorax/v1 are the OpenAI handlers themselves (chatsite/urls.py).

@@ -12,6 +12,14 @@ class Conversation(models.Model):
         "adapters.Adapter", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     system_prompt = models.TextField(blank=True)
+
+    class Source(models.TextChoices):
+        CHAT = "chat"  # the chat page, or the native API
+        OPENAI = "openai"  # one per /v1/chat/completions call
+        LORAX = "lorax"  # one per /lorax generation
+
+    # Each OpenAI or LoRAX call becomes a conversation; the sidebar keeps those apart.
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.CHAT)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -1,5 +1,5 @@
 """OpenAI-compatible `POST /v1/chat/completions`, `GET /v1/models` and `GET /v1/models/{id}`
-(PROTOCOLS.md §2); the legacy `/v1/completions` is `openai_completions.py`.
+(docs/PROTOCOL.md §2); the legacy `/v1/completions` is `openai_completions.py`.
 
 `model` is an adapter's slug, or the base model's id for the plain base model. Each call is
 recorded as a new conversation of the key's user, so it shows up in the chat history and its

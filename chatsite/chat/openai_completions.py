@@ -19,6 +19,7 @@ from chatsite.adapters.selectors import base_model_id
 from chatsite.chat import openai_api, streaming
 from chatsite.chat.api_common import json_object, key_user
 from chatsite.chat.errors import ChatError
+from chatsite.chat.models import Conversation
 from chatsite.chat.protocol import GenerationParams
 
 # Fields of OpenAI's CreateCompletionRequest that Patchbay does not implement. Their neutral
@@ -66,6 +67,7 @@ async def completions(request):
             adapter_slug="" if body.model == base_model_id() else body.model,
             params=_params(body),
             raw_prompt=True,
+            source=Conversation.Source.OPENAI,
         )
     except ChatError as err:
         if err.code == "unknown_adapter":

@@ -112,11 +112,26 @@ class SendSerializer(serializers.Serializer):
         required=False, allow_null=True, allow_blank=True,
         help_text="An adapter slug; \"\" for the base model; left out, the conversation's own.",
     )
+    adapters = serializers.ListField(
+        child=StrictCharField(allow_blank=True), min_length=2, max_length=4, required=False,
+        help_text="Compare: 2 to 4 adapter slugs (\"\" for the base model) instead of `adapter`; "
+        "each answers the message, side by side in one batch, as sibling answers.",
+    )
     parameters = ParametersSerializer(required=False)
+
+    def validate(self, data):
+        if "adapters" in data and "adapter" in data:
+            raise serializers.ValidationError("Give either `adapter` or `adapters`, not both.")
+        return data
 
 
 class SentSerializer(serializers.Serializer):
     message = serializers.IntegerField(help_text="The assistant message being generated.")
+    messages = serializers.ListField(
+        child=serializers.IntegerField(), required=False,
+        help_text="With `adapters`: one assistant message per adapter, in their order "
+        "(`message` is the first).",
+    )
     user_message = serializers.IntegerField()
     conversation = serializers.IntegerField()
     stream = serializers.CharField(help_text="Where its events stream (SSE).")

@@ -42,8 +42,12 @@ class Exchange:
     kind: str = CHAT
 
 
-def conversation_create(*, owner, adapter: Adapter | None, title: str = "", system_prompt: str = ""):
+def conversation_create(
+    *, owner, adapter: Adapter | None, title: str = "", system_prompt: str = "",
+    source: str = Conversation.Source.CHAT,
+):
     return Conversation.objects.create(
+        source=source,
         owner=owner, adapter=adapter, title=title[:200], system_prompt=system_prompt
     )
 
@@ -56,7 +60,8 @@ def conversation_rename(*, user, conversation_id: int, title: str) -> Conversati
         raise ChatError("invalid_title", f"A name can be at most {TITLE_MAX_CHARS} characters.")
     conversation = selectors.conversation_of(user, conversation_id)
     conversation.title = title
-    conversation.save(update_fields=["title", "updated_at"])
+    # Not "updated_at": a rename is no new activity, and the sidebar keeps its order.
+    conversation.save(update_fields=["title"])
     return conversation
 
 
@@ -93,17 +98,21 @@ def conversation_configure(
     return conversation
 
 
+RAW_SOURCE = Conversation.Source.LORAX  # a raw prompt without a `source` is LoRAX's `inputs`
+
+
 def exchange_start(
     *, user, conversation_id: int | None, content: str, adapter_slug: str | None,
     params: GenerationParams, parent_id: int | None = None, parent_given: bool = False,
-    raw_prompt: bool = False,
+    raw_prompt: bool = False, source: str = "",
 ) -> Exchange:
     """Record a user message and a pending answer, and describe the generation to run.
 
     The user message follows `parent_id` when `parent_given` (None: a new first message, as
     when the first message is edited), else the newest message of the conversation. With
     `raw_prompt` the content goes to the model as it is, without the chat template (LoRAX's
-    `inputs`); it is still recorded as the user's message."""
+    `inputs`); it is still recorded as the user's message. `source` labels a new conversation
+    (by default LoRAX for a raw prompt, else the chat page)."""
     content = _checked_content(content)
     if conversation_id is None:
         if parent_given and parent_id is not None:
@@ -115,7 +124,8 @@ def exchange_start(
         with transaction.atomic():
             limits.live_answer_slot(user)
             conversation = conversation_create(
-                owner=user, adapter=adapter, title=_title_from(content)
+                owner=user, adapter=adapter, title=title_from(content),
+                source=source or (RAW_SOURCE if raw_prompt else Conversation.Source.CHAT),
             )
             answer = _record_turn(conversation, None, content, adapter)
         return _exchange(answer, sampling, RAW if raw_prompt else CHAT)
@@ -124,7 +134,7 @@ def exchange_start(
         conversation = selectors.conversation_of(user, conversation_id)
         adapter = _choose_adapter(user, conversation, adapter_slug)
         if not conversation.title:
-            conversation.title = _title_from(content)
+            conversation.title = title_from(content)
             conversation.save(update_fields=["title", "updated_at"])
         sampling = _sampling(params, adapter_defaults(adapter))  # a refusal rolls back
         if parent_given:
@@ -154,6 +164,31 @@ def exchange_regenerate(
         sampling = _sampling(params, adapter_defaults(adapter))
         answer = _pending_answer(previous.parent, adapter)
     return _exchange(answer, sampling, CHAT)
+
+
+def exchange_compare(
+    *, user, conversation_id: int | None, content: str, adapter_slugs: list[str],
+    params: GenerationParams,
+) -> list[Exchange]:
+    """One user message and one answer per adapter ("" = the base), siblings in the branch
+    tree, in the order given. All or nothing: an adapter the user may not use refuses it all."""
+    if len(set(adapter_slugs)) != len(adapter_slugs):
+        raise ChatError("bad_request", "Name each adapter to compare once.")
+    for slug in adapter_slugs:
+        if slug:
+            adapter_for_user(user, slug)
+    with transaction.atomic():
+        first = exchange_start(
+            user=user, conversation_id=conversation_id, content=content,
+            adapter_slug=adapter_slugs[0], params=params,
+        )
+        others = [
+            exchange_regenerate(
+                user=user, message_id=first.assistant_message.pk, adapter_slug=slug, params=params
+            )
+            for slug in adapter_slugs[1:]
+        ]
+    return [first, *others]
 
 
 def exchange_continue(*, user, message_id: int, params: GenerationParams) -> Exchange:
@@ -264,7 +299,8 @@ def transcript_exchange_start(
     system = "\n\n".join(text for kind, text in history if kind == "system")
     with transaction.atomic():
         conversation = conversation_create(
-            owner=user, adapter=None, title=_title_from(content), system_prompt=system
+            owner=user, adapter=None, title=title_from(content), system_prompt=system,
+            source=Conversation.Source.OPENAI,
         )
         parent = None
         for kind, text in history:
@@ -465,7 +501,7 @@ def _grammar(params: GenerationParams) -> str | None:
     return grammar
 
 
-def _title_from(content: str) -> str:
+def title_from(content: str) -> str:
     line = " ".join(content.split())
     return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1] + "…"
 

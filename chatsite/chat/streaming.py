@@ -84,6 +84,17 @@ def start_from_sync_view(**fields) -> services.Exchange:
     return exchange
 
 
+def start_compare_from_sync_view(**fields) -> list[services.Exchange]:
+    """One message answered by several adapters at once (`services.exchange_compare`): the runs
+    start together, so the engine decodes them in one batch."""
+    _refuse_when_engine_full()
+    exchanges = services.exchange_compare(**fields)  # counts every answer against the cap
+    _give_connection_back()
+    for exchange in exchanges:
+        async_to_sync(_run_detached)(exchange)
+    return exchanges
+
+
 async def _run_detached(exchange) -> GenerationRun:
     """Start the run outside the request's context. The run outlives the request, and asgiref
     keeps the request's thread-sensitive executor in that context: it is shut down when the
@@ -169,7 +180,7 @@ async def until_end(run: GenerationRun, *, key_id: int | None = None) -> list[di
 
 
 async def native_sse_response(message, after: int = -1, key_id: int | None = None):
-    """The native SSE answer (PROTOCOLS.md §1) to a client that has every event up to `after`.
+    """The native SSE answer (docs/PROTOCOL.md §1) to a client that has every event up to `after`.
 
     An EventSource reconnects whenever a stream ends, so a finished answer must end it: 204
     when the client already has the end (EventSource stops on 204). A live log serves the
@@ -209,7 +220,7 @@ async def _listed(events):
 
 
 def native_sse(message, after: int = -1, key_id: int | None = None) -> AsyncIterator[bytes]:
-    """PROTOCOLS.md §1 SSE framing of `follow`."""
+    """docs/PROTOCOL.md §1 SSE framing of `follow`."""
     return _framed(follow(message, after, key_id=key_id))
 
 

@@ -80,6 +80,7 @@ def _conversation_json(conversation) -> dict:
         "adapter": conversation.adapter.slug if conversation.adapter else None,
         "system_prompt": conversation.system_prompt,
         "updated_at": conversation.updated_at.isoformat(),
+        "source": conversation.source,
     }
 
 

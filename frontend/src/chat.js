@@ -5,6 +5,8 @@
 // through renderMarkdown (markdown-it, then DOMPurify). Nothing here builds HTML from strings.
 import { renderMarkdown } from "./markdown.js";
 import { ROOT, activeBranch, keyOf, siblingsOf } from "./tree.js";
+import { longDate, shortDate, sidebarGroups, sourceLabel } from "./sidebar.js";
+import { chosenToCompare } from "./compare.js";
 
 const SOCKET_PATH = "/ws/chat/";
 const NOT_SIGNED_IN = 4401;
@@ -49,6 +51,8 @@ const state = {
   signedOut: false,
   loading: false,
   searchTimer: null,
+  apiGroupOpen: false, // the sidebar's "From the API" group, as the user left it
+  comparing: null, // {fork: user message id, ids: [answer ids]}: answers shown side by side
 };
 
 function init() {
@@ -60,6 +64,7 @@ function init() {
   ui.stop.addEventListener("click", stopGenerations);
   ui.picker.addEventListener("change", onAdapterChange);
   ui.settingsSave.addEventListener("click", saveSettings);
+  ui.importFile.addEventListener("change", importConversations);
   ui.messages.addEventListener("click", onMessageAction);
   ui.conversations.addEventListener("click", onSidebarClick);
   ui.newChat.addEventListener("click", onNavigate);
@@ -95,6 +100,10 @@ function findElements() {
     settingsSave: byId("settings-save"),
     settingsStatus: byId("settings-status"),
     settingsSummary: byId("settings-summary"),
+    settings: byId("settings"),
+    settingsExport: byId("settings-export"),
+    importFile: byId("import-file"),
+    compareBoxes: [...document.querySelectorAll('input[name="compare"]')],
     conversations: byId("conversation-list"),
     newChat: document.querySelector('[data-testid="new-conversation"]'),
     search: byId("conversation-search"),
@@ -147,7 +156,8 @@ async function postJSON(url, body) {
   if (!response) throw new Error("The server could not be reached. Try again.");
   const data = await response.json().catch(() => ({}));
   if (!response.ok) {
-    throw new Error((data.error && data.error.message) || `The server answered ${response.status}.`);
+    const sentence = (data.error && data.error.message) || data.message; // page actions, API
+    throw new Error(sentence || `The server answered ${response.status}.`);
   }
   return data;
 }
@@ -175,18 +185,52 @@ function renderConversations(conversations, searching) {
     ui.conversations.replaceChildren(empty);
     return;
   }
-  ui.conversations.replaceChildren(...conversations.map(conversationItem));
+  const { chats, api } = sidebarGroups(conversations);
+  const items = chats.map(conversationItem);
+  if (api.length) items.push(apiGroup(api, searching));
+  ui.conversations.replaceChildren(...items);
+}
+
+/** API calls, one conversation each, folded under one entry (open while searching). */
+function apiGroup(conversations, searching) {
+  const group = document.createElement("li");
+  group.className = "conversation-group";
+  const details = document.createElement("details");
+  details.dataset.testid = "api-conversations";
+  details.open = searching || state.apiGroupOpen || conversations.some((c) => c.id === state.conversationId);
+  details.addEventListener("toggle", () => {
+    if (!searching) state.apiGroupOpen = details.open;
+  });
+  const summary = document.createElement("summary");
+  summary.textContent = `From the API (${conversations.length})`;
+  const list = document.createElement("ul");
+  list.className = "conversation-sublist";
+  list.append(...conversations.map(conversationItem));
+  details.append(summary, list);
+  group.append(details);
+  return group;
 }
 
 function conversationItem(conversation) {
   const item = document.createElement("li");
   item.className = "conversation-item";
   item.dataset.conversationId = conversation.id;
+  const title = conversation.title || "Untitled";
   const link = document.createElement("a");
   link.href = pageUrl(conversation.id);
-  link.textContent = conversation.title || "Untitled";
+  link.title = `${title}\n${longDate(conversation.updated_at)}`;
+  const name = document.createElement("span");
+  name.className = "conversation-title";
+  name.dataset.testid = "conversation-title";
+  name.textContent = title;
+  const when = document.createElement("time");
+  when.className = "conversation-date";
+  when.dataset.testid = "conversation-date";
+  when.dateTime = conversation.updated_at;
+  const label = sourceLabel(conversation.source);
+  when.textContent = label ? `${label} · ${shortDate(conversation.updated_at)}` : shortDate(conversation.updated_at);
+  link.append(name, when);
   if (conversation.id === state.conversationId) link.setAttribute("aria-current", "page");
-  const title = conversation.title || "Untitled";
   item.append(
     link,
     smallButton("✎", `Rename “${title}”`, "rename"),
@@ -218,11 +262,11 @@ function onSidebarClick(event) {
 }
 
 function startRename(item, id) {
-  const link = item.querySelector("a");
+  const name = item.querySelector(".conversation-title");
   const input = document.createElement("input");
   input.type = "text";
   input.className = "rename-input";
-  input.value = link.textContent;
+  input.value = name.textContent;
   input.maxLength = 200;
   input.dataset.testid = "rename-input";
   input.setAttribute("aria-label", "New name");
@@ -233,7 +277,7 @@ function startRename(item, id) {
   const finish = async (save) => {
     if (done) return;
     done = true;
-    if (save && input.value.trim() && input.value !== link.textContent) {
+    if (save && input.value.trim() && input.value !== name.textContent) {
       try {
         const conversation = await postJSON(`${homeUrl()}c/${id}/rename`, { title: input.value });
         if (id === state.conversationId) showTitle(conversation.title);
@@ -285,6 +329,7 @@ function openConversation(id, { push }) {
   state.elements = new Map();
   state.failed = null;
   state.editing = null;
+  state.comparing = null;
   if (state.pending) state.pending.abandoned = true;
   state.structureChanged = true;
   ui.messages.replaceChildren();
@@ -325,6 +370,41 @@ function applyConversationSettings() {
   }
   showAdapterDescription();
   showSettingsSummary();
+  showExportLinks();
+}
+
+/** The settings panel's export links point at the conversation on show (none: hidden). */
+function showExportLinks() {
+  ui.settingsExport.hidden = !state.conversationId;
+  for (const link of ui.settingsExport.querySelectorAll("a")) {
+    link.href = state.conversationId ? `${homeUrl()}c/${state.conversationId}/export.${link.dataset.format}` : "";
+  }
+}
+
+/** Upload an export (JSONL or JSON); the new conversations join the sidebar. */
+async function importConversations() {
+  const file = ui.importFile.files[0];
+  if (!file) return;
+  const body = new FormData();
+  body.append("file", file);
+  const response = await fetch(ui.importFile.dataset.importUrl, {
+    method: "POST",
+    credentials: "same-origin",
+    headers: { Accept: "application/json", "X-CSRFToken": ui.root.dataset.csrfToken },
+    body,
+  }).catch(() => null);
+  ui.importFile.value = "";
+  const data = response ? await response.json().catch(() => ({})) : {};
+  if (!response || !response.ok) {
+    showNotice((data.error && data.error.message) || "The import failed. Try again.");
+    return;
+  }
+  showNotice(importedSentence(data.imported));
+  refreshConversations();
+}
+
+function importedSentence(count) {
+  return count === 1 ? "Imported 1 conversation." : `Imported ${count} conversations.`;
 }
 
 function showTitle(title) {
@@ -338,6 +418,7 @@ function adoptConversation(id) {
   state.conversationId = id;
   ui.root.dataset.conversationId = id;
   history.replaceState(null, "", pageUrl(id));
+  showExportLinks();
   refreshConversations();
 }
 
@@ -454,17 +535,59 @@ function flush() {
 }
 
 function renderBranch() {
-  const branch = activeBranch(state.messages, state.chosen);
-  const elements = branch.map((id) => {
-    const message = state.messages.get(id);
-    if (!state.elements.has(id)) state.elements.set(id, createElement(message));
-    updateElement(message);
-    return state.elements.get(id);
-  });
+  let branch = activeBranch(state.messages, state.chosen);
+  const cut = state.comparing ? branch.indexOf(state.comparing.fork) : -1;
+  if (cut >= 0) branch = branch.slice(0, cut + 1);
+  const elements = branch.map(shownElement);
+  if (cut >= 0) elements.push(compareGrid(state.comparing.ids.filter((id) => state.messages.has(id))));
   if (state.failed) elements.push(failedElement(state.failed));
   if (state.pending && !state.pending.abandoned && state.pending.el) elements.push(state.pending.el);
   ui.messages.replaceChildren(...elements);
   state.shown = branch;
+}
+
+function shownElement(id) {
+  const message = state.messages.get(id);
+  if (!state.elements.has(id)) state.elements.set(id, createElement(message));
+  updateElement(message);
+  return state.elements.get(id);
+}
+
+/** The answers of a comparison, side by side (stacked on a phone), each with a Keep button. */
+function compareGrid(ids) {
+  const grid = document.createElement("div");
+  grid.className = "compare-grid";
+  grid.dataset.testid = "compare";
+  for (const id of ids) {
+    const cell = document.createElement("div");
+    cell.className = "compare-cell";
+    const keep = document.createElement("button");
+    keep.type = "button";
+    keep.className = "button";
+    keep.dataset.keep = String(id);
+    keep.dataset.testid = "compare-keep";
+    keep.textContent = "Keep this answer";
+    cell.append(shownElement(id), keep);
+    grid.append(cell);
+  }
+  grid.addEventListener("click", (event) => {
+    const button = event.target.closest("button[data-keep]");
+    if (button) keepCompared(Number(button.dataset.keep));
+  });
+  return grid;
+}
+
+/** The kept answer becomes the one on show; the others stay as its siblings (‹ n/m ›). */
+function keepCompared(id) {
+  state.chosen.set(state.comparing.fork, id);
+  state.comparing = null;
+  state.structureChanged = true;
+  schedule();
+}
+
+/** The adapters ticked under "Compare with", less the one picked above (it answers anyway). */
+function compareChoices() {
+  return chosenToCompare(ui.compareBoxes.filter((box) => box.checked).map((box) => box.value), ui.picker.value);
 }
 
 function createElement(message) {
@@ -877,7 +1000,30 @@ async function submitPrompt() {
     // A system prompt needs its conversation before the first message.
     if (!(await createConversation())) return;
   }
+  if (compareChoices().length) {
+    await sendCompare(content);
+    return;
+  }
   if (sendMessage(content, parent)) ui.composer.value = "";
+}
+
+/** One message to the picked adapter and each ticked one, through the native API (the page's
+ * session); the answers then stream over the socket like any other. */
+async function sendCompare(content) {
+  if (!state.conversationId && !(await createConversation())) return;
+  const adapters = [ui.picker.value, ...compareChoices()];
+  let sent;
+  try {
+    sent = await postJSON(messagesUrl(state.conversationId), { content, adapters });
+  } catch (err) {
+    showNotice(err.message);
+    return;
+  }
+  ui.composer.value = "";
+  ui.settings.open = false;
+  for (const box of ui.compareBoxes) box.checked = false;
+  state.comparing = { fork: sent.user_message, ids: sent.messages };
+  await loadMessages();
 }
 
 async function createConversation() {
@@ -909,6 +1055,8 @@ function sendMessage(content, parent) {
     return false;
   }
   state.failed = null;
+  // The panel would keep hiding the conversation (on a phone, most of it) while the answer comes.
+  ui.settings.open = false;
   state.pending = { kind: "send", content, parent, conversation: state.conversationId, el: pendingElement(content) };
   state.structureChanged = true;
   schedule();

@@ -53,3 +53,28 @@ def test_it_streams_a_test_prompt_into_the_admin_page(admin_site, page):
     # Failed loads are checked by URL above (the browser's own favicon request is not ours).
     assert [url for url in missing if not url.endswith("/favicon.ico")] == []
     assert [p for p in problems if not p.startswith("Failed to load resource")] == []
+
+
+def sign_in(page, admin_site, next_path: str) -> None:
+    page.goto(f"{admin_site}/admin/login/?next={next_path}")
+    page.fill("#id_username", "root")
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+
+
+def test_it_lays_the_tools_out_below_the_form_not_behind_it(admin_site, page):
+    page.set_viewport_size({"width": 1280, "height": 900})
+    sign_in(page, admin_site, "/admin/adapters/adapter/")
+    page.click("text=demo-poet")
+    form = page.locator("#adapter_form").bounding_box()
+    tools = page.get_by_test_id("adapter-tools").bounding_box()
+    assert tools["y"] >= form["y"] + form["height"] - 1, (form, tools)
+
+
+def test_it_fits_the_adapter_list_in_1280_pixels(admin_site, page):
+    page.set_viewport_size({"width": 1280, "height": 900})
+    sign_in(page, admin_site, "/admin/adapters/adapter/")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+    results = page.locator("#changelist .results")
+    assert results.evaluate("box => box.scrollWidth <= box.clientWidth"), "columns cut off"
+    assert page.locator("#result_list").get_by_text("not yet").count() == 3  # never validated

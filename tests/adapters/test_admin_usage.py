@@ -1,6 +1,7 @@
 """The change page: usage totals, the engine's cache per worker, preload/evict, the try-it box."""
 
 import json
+import re
 import warnings
 
 import pytest
@@ -55,6 +56,13 @@ def test_it_shows_usage_on_the_change_page(admin_client, answered):
     assert 'data-testid="adapter-usage"' in page
     for shown in ("<td>Requests</td><td>2</td>", "<td>16 / 20</td>", "<td>Errors</td><td>1</td>", "100 ms", "20.0"):
         assert shown in page
+
+
+def test_it_shows_the_last_use_as_a_date_a_person_reads(admin_client, answered):
+    page = admin_client.get(change_url(answered)).content.decode()
+
+    last_used = page.split("<td>Last used</td><td>")[1].split("</td>")[0]
+    assert re.fullmatch(r"\d{1,2} \w{3} \d{4}, \d{2}:\d{2} \(0\xa0minutes ago\)", last_used), last_used
 
 
 has_cache = hasattr(PeftEngine, "preload")

@@ -1,4 +1,4 @@
-"""A signed-in WebSocket client for /ws/chat/, speaking the protocol of PROTOCOLS.md §1."""
+"""A signed-in WebSocket client for /ws/chat/, speaking the protocol of docs/PROTOCOL.md §1."""
 
 import asyncio
 import json

@@ -41,7 +41,7 @@ class Person(BaseModel):
 def alice(demo_model, tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("structured")
     with scratch_database(tmp_path) as database_url:
-        env = server_env(database_url, TEST_MODEL_DIR, API_RATE_LIMIT="100000/minute")
+        env = server_env(database_url, TEST_MODEL_DIR, RATE_LIMIT="100000/minute")
         manage(env, "migrate", "--noinput")
         manage(env, "make_demo_model")
         with daphne(env, tmp_path / "daphne.log") as base_url:

@@ -46,6 +46,8 @@ def manage(*args, **env) -> subprocess.CompletedProcess:
         ("TRUSTED_PROXIES", "the-proxy"),
         ("MAX_LIVE_ANSWERS", "0"),
         ("RATE_LIMIT", "lots"),
+        ("EMAIL_URL", "pop3://mail.example"),
+        ("EMAIL_URL", "smtp://"),
     ],
 )
 def test_it_stops_start_up_on_a_bad_value_naming_the_variable(name, value):

@@ -1,5 +1,5 @@
 // The admin's try-it box: post a test prompt and show the streamed answer as it arrives.
-// The server answers with server-sent events in the native envelope format (PROTOCOLS.md §1).
+// The server answers with server-sent events in the native envelope format (docs/PROTOCOL.md §1).
 // Text from the model is untrusted: it is only ever inserted with textContent.
 
 const form = document.getElementById("adapter-try");
