@@ -9,7 +9,9 @@ from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.test import Client
 
+from chatsite.accounts.keys import api_key_create
 from chatsite.asgi import application
+from chatsite.chat.models import Conversation, Message
 
 
 def session_key(user) -> str:
@@ -63,6 +65,21 @@ async def wait_for_status(message_id: int, statuses, within: float):
         await asyncio.sleep(0.05)
 
 
+async def short_answer(owner):
+    """A five-token answer of the owner's on the demo poet, started in this process: its row."""
+    from channels.db import database_sync_to_async
+
+    from chatsite.chat import streaming
+    from chatsite.chat.models import Message
+    from chatsite.chat.protocol import GenerationParams
+
+    exchange, _ = await streaming.start(
+        user=owner, conversation_id=None, content="Hello", adapter_slug="demo-poet",
+        params=GenerationParams(max_tokens=5, seed=1),
+    )
+    return await database_sync_to_async(Message.objects.get)(pk=exchange.assistant_message.pk)
+
+
 def text_of(events: list[dict]) -> str:
     return "".join(e["payload"]["text"] for e in events if e["type"] == "inference.token")
 
@@ -86,3 +103,38 @@ async def socket_for(demo_adapters):
     yield open_socket
     for chat_socket in sockets:
         await chat_socket.close()
+
+
+# --- the HTTP APIs, in process, with the owner's key ------------------------------------------
+@pytest.fixture
+def call(client, owner, demo_adapters):
+    """POST or GET with the owner's key; the answer's status and JSON body."""
+    _, secret = api_key_create(user=owner)
+
+    def request(path, body=None, method="post", raw=None, key=secret):
+        headers = {"HTTP_AUTHORIZATION": f"Bearer {key}"} if key else {}
+        if method == "get":
+            response = client.get(path, **headers)
+        else:
+            data = raw if raw is not None else json.dumps(body)
+            response = client.generic(method.upper(), path, data, "application/json", **headers)
+        return response.status_code, response.json() if response.content else None, response
+
+    return request
+
+
+@pytest.fixture
+def conversation(owner):
+    return Conversation.objects.create(owner=owner, title="Mine")
+
+
+def nothing_stored(conversations_before=0):
+    return Conversation.objects.count() == conversations_before and not Message.objects.exists()
+
+
+def chat(**fields):
+    return {"model": "demo-poet", "messages": [{"role": "user", "content": "Hi"}], **fields}
+
+
+def generate(**parameters):
+    return {"inputs": "Hello", "parameters": {"adapter_id": "demo-poet", **parameters}}

@@ -1,56 +1,18 @@
 """Bad input to the HTTP APIs: a 4xx in each protocol's own error shape with a sentence, never
 a 500, and nothing stored. (Good input is exercised with the real clients in tests/e2e.)"""
 
-import json
 
 import pytest
-from django.core.cache import cache
 from django.test import override_settings
 
 from chatsite.accounts.keys import api_key_create
 from chatsite.chat.models import Conversation, Message
+from tests.chat.conftest import chat, generate, nothing_stored
 
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def fresh_rate_limits():
-    cache.clear()
-    yield
-    cache.clear()
-
-
-@pytest.fixture
-def call(client, owner, demo_adapters):
-    """POST or GET with the owner's key; the answer's status and JSON body."""
-    _, secret = api_key_create(user=owner)
-
-    def request(path, body=None, method="post", raw=None, key=secret):
-        headers = {"HTTP_AUTHORIZATION": f"Bearer {key}"} if key else {}
-        if method == "get":
-            response = client.get(path, **headers)
-        else:
-            data = raw if raw is not None else json.dumps(body)
-            response = client.generic(method.upper(), path, data, "application/json", **headers)
-        return response.status_code, response.json() if response.content else None, response
-
-    return request
-
-
-@pytest.fixture
-def conversation(owner):
-    return Conversation.objects.create(owner=owner, title="Mine")
-
-
-def nothing_stored(conversations_before=0):
-    return Conversation.objects.count() == conversations_before and not Message.objects.exists()
-
-
 # --- OpenAI ---------------------------------------------------------------------------------
-def chat(**fields):
-    return {"model": "demo-poet", "messages": [{"role": "user", "content": "Hi"}], **fields}
-
-
 @pytest.mark.parametrize(
     "body, status, code, param",
     [
@@ -91,10 +53,6 @@ def test_it_answers_401_on_v1_without_a_good_key(call, key):
 
 
 # --- LoRAX ----------------------------------------------------------------------------------
-def generate(**parameters):
-    return {"inputs": "Hello", "parameters": {"adapter_id": "demo-poet", **parameters}}
-
-
 @pytest.mark.parametrize("path", ["/lorax", "/lorax/generate", "/lorax/generate_stream"])
 @pytest.mark.parametrize(
     "body, status, error_type",

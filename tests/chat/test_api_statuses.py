@@ -9,7 +9,6 @@ import json
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.core.cache import cache
 from django.test import AsyncRequestFactory
 from django.urls import resolve
 
@@ -18,13 +17,6 @@ from chatsite.adapters.models import Adapter
 from chatsite.chat.models import Conversation, Message
 from tests.holding import HELD
 from tests.schemas import validate
-
-
-@pytest.fixture(autouse=True)
-def fresh_rate_limits():
-    cache.clear()
-    yield
-    cache.clear()
 
 
 @pytest.fixture

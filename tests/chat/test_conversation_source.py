@@ -38,7 +38,7 @@ def test_it_marks_each_lorax_call_as_lorax(owner):
 def test_it_sends_the_source_to_the_sidebar_and_keeps_the_order_on_rename(client, owner):
     client.force_login(owner)
     older = services.conversation_create(owner=owner, adapter=None, title="Older")
-    newer = services.conversation_create(owner=owner, adapter=None, title="Newer",
+    services.conversation_create(owner=owner, adapter=None, title="Newer",
                                          source=Conversation.Source.OPENAI)
     client.post(f"/c/{older.pk}/rename", {"title": "Renamed"}, content_type="application/json")
     results = client.get("/c/search").json()["results"]

@@ -7,7 +7,7 @@ from channels.db import database_sync_to_async
 from chatsite.accounts.keys import api_key_create
 from chatsite.chat import streaming
 from chatsite.chat.models import Conversation, Message
-from chatsite.chat.protocol import GenerationParams
+from tests.chat.conftest import short_answer
 
 
 async def joined(chunks) -> bytes:
@@ -103,14 +103,7 @@ async def test_it_frames_events_with_ids_and_keeps_the_connection_alive(
     owner, demo_adapters, monkeypatch
 ):
     monkeypatch.setattr(streaming, "KEEPALIVE_S", 0.001)
-    exchange, _ = await streaming.start(
-        user=owner,
-        conversation_id=None,
-        content="Hello",
-        adapter_slug="demo-poet",
-        params=GenerationParams(max_tokens=5, seed=1),
-    )
-    answer = await database_sync_to_async(Message.objects.get)(pk=exchange.assistant_message.pk)
+    answer = await short_answer(owner)
 
     frames = [frame async for frame in streaming.native_sse(answer)]
 

@@ -11,7 +11,7 @@ from channels.db import database_sync_to_async
 from chatsite.accounts.keys import api_key_create
 from chatsite.chat import streaming
 from chatsite.chat.models import Conversation, Message
-from chatsite.chat.protocol import GenerationParams
+from tests.chat.conftest import short_answer
 
 
 @pytest.fixture
@@ -98,14 +98,7 @@ def test_it_numbers_an_answer_saved_without_its_ids_from_0_and_ends_it(api, save
 
 @pytest.mark.django_db(transaction=True)
 async def test_it_saves_the_id_the_live_log_gave_the_end(owner, demo_adapters):
-    exchange, _ = await streaming.start(
-        user=owner,
-        conversation_id=None,
-        content="Hello",
-        adapter_slug="demo-poet",
-        params=GenerationParams(max_tokens=5, seed=1),
-    )
-    answer = await database_sync_to_async(Message.objects.get)(pk=exchange.assistant_message.pk)
+    answer = await short_answer(owner)
 
     live = [frame async for frame in streaming.native_sse(answer)]
 

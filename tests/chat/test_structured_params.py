@@ -4,7 +4,7 @@ exercised with the real clients in tests/e2e/test_structured_output.py.)"""
 
 import pytest
 
-from tests.chat.test_api_bad_input import call, chat, conversation, fresh_rate_limits, generate, nothing_stored  # noqa: F401
+from tests.chat.conftest import chat, generate, nothing_stored
 
 pytestmark = pytest.mark.django_db
 

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from tests.e2e.clients import Account
-from tests.e2e.servers import daphne, manage, scratch_database, server_env, sign_up
+from tests.e2e.servers import local_deployment, sign_up
 from tests.holding import HELD, HELD_TOKENS
 from tests.settings import TEST_MODEL_DIR
 
@@ -24,17 +24,10 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def live_server_url(demo_model, tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("api")
-    with scratch_database(tmp_path) as database_url:
-        env = server_env(
-            database_url,
-            TEST_MODEL_DIR,
-            RATE_LIMIT="100000/minute",
-            DEFAULT_MAX_NEW_TOKENS="16",
-        )
-        manage(env, "migrate", "--noinput")
-        manage(env, "make_demo_model")
-        with daphne(env, tmp_path / "daphne.log") as base_url:
-            yield base_url
+    with local_deployment(
+        tmp_path, TEST_MODEL_DIR, RATE_LIMIT="100000/minute", DEFAULT_MAX_NEW_TOKENS="16"
+    ) as base_url:
+        yield base_url
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from tests.e2e.clients import Account
-from tests.e2e.servers import daphne, manage, scratch_database, server_env
+from tests.e2e.servers import local_deployment
 from tests.e2e.test_api_clients import sse_events, streamed_text
 from tests.schemas import validate
 from tests.settings import TEST_MODEL_DIR
@@ -20,12 +20,8 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def live_server_url(demo_model, tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("routes")
-    with scratch_database(tmp_path) as database_url:
-        env = server_env(database_url, TEST_MODEL_DIR, RATE_LIMIT="100000/minute")
-        manage(env, "migrate", "--noinput")
-        manage(env, "make_demo_model")
-        with daphne(env, tmp_path / "daphne.log") as base_url:
-            yield base_url
+    with local_deployment(tmp_path, TEST_MODEL_DIR, RATE_LIMIT="100000/minute") as base_url:
+        yield base_url
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 from transformers import AutoTokenizer
 
 from tests.e2e.clients import Account
-from tests.e2e.servers import daphne, manage, scratch_database, server_env
+from tests.e2e.servers import local_deployment
 from tests.settings import TEST_MODEL_DIR
 
 pytestmark = pytest.mark.e2e
@@ -40,12 +40,8 @@ class Person(BaseModel):
 @pytest.fixture(scope="module")
 def alice(demo_model, tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("structured")
-    with scratch_database(tmp_path) as database_url:
-        env = server_env(database_url, TEST_MODEL_DIR, RATE_LIMIT="100000/minute")
-        manage(env, "migrate", "--noinput")
-        manage(env, "make_demo_model")
-        with daphne(env, tmp_path / "daphne.log") as base_url:
-            yield Account(base_url, "structured-alice")
+    with local_deployment(tmp_path, TEST_MODEL_DIR, RATE_LIMIT="100000/minute") as base_url:
+        yield Account(base_url, "structured-alice")
 
 
 def openai_client(account) -> openai.OpenAI:
