@@ -24,7 +24,8 @@ from django.views.decorators.http import require_POST
 
 from chatsite.adapters import cache, services
 from chatsite.adapters.models import Adapter
-from chatsite.adapters.selectors import adapter_path, adapter_usage
+from chatsite.adapters.charts import usage_chart
+from chatsite.adapters.selectors import adapter_path, adapter_usage, adapter_usage_by_day
 from chatsite.adapters.trial import trial_request, trial_stream
 from chatsite.chat import envelopes
 from chatsite.chat.errors import ChatError
@@ -213,7 +214,10 @@ class AdapterAdmin(admin.ModelAdmin):
             ("Mean time to first token", _ms(usage.mean_ttft_ms)),
             ("Tokens per second", _rate(usage.tokens_per_s)),
         ]
-        return _table(["", ""], rows, testid="adapter-usage")
+        return format_html(
+            "{}{}", _table(["", ""], rows, testid="adapter-usage"),
+            usage_chart(adapter_usage_by_day(obj)),
+        )
 
     @admin.display(description="Cache per worker")
     def cache_state(self, obj):

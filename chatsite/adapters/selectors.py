@@ -1,10 +1,13 @@
 """Reads of the adapter registry, always from the point of view of one user."""
 
 from dataclasses import dataclass
+from datetime import date, timedelta
 from pathlib import Path
 
 from django.conf import settings
 from django.db.models import Avg, Count, Max, Q, Sum
+from django.db.models.functions import TruncDate
+from django.utils import timezone
 
 from chatsite.adapters.models import Adapter
 from chatsite.chat.errors import ChatError
@@ -106,6 +109,41 @@ def adapter_usage(adapter: Adapter) -> AdapterUsage:
         mean_ttft_ms=totals["mean_ttft_ms"],
         tokens_per_s=timed["tokens"] * 1000 / timed["ms"] if timed["ms"] else None,
     )
+
+
+@dataclass(frozen=True)
+class UsageDay:
+    day: date
+    requests: int
+    tokens_per_s: float | None  # None: no timed answer that day
+
+
+def adapter_usage_by_day(adapter: Adapter, days: int = 14) -> list[UsageDay]:
+    """One entry per day of the last `days` (today last, in the current time zone), empty days
+    included, so a chart of them has an even time axis."""
+    from chatsite.chat.models import Message
+
+    today = timezone.localdate()
+    first = today - timedelta(days=days - 1)
+    rows = (
+        Message.objects.filter(adapter=adapter, role=Message.Role.ASSISTANT)
+        .annotate(day=TruncDate("created_at", tzinfo=timezone.get_current_timezone()))
+        .filter(day__gte=first)
+        .values("day")
+        .annotate(
+            requests=Count("pk"),
+            tokens=Sum("completion_tokens", filter=Q(total_ms__gt=0, completion_tokens__gt=0)),
+            ms=Sum("total_ms", filter=Q(total_ms__gt=0, completion_tokens__gt=0)),
+        )
+    )
+    by_day = {row["day"]: row for row in rows}
+    entries = []
+    for offset in range(days):
+        day = first + timedelta(days=offset)
+        row = by_day.get(day, {"requests": 0, "tokens": None, "ms": None})
+        rate = row["tokens"] * 1000 / row["ms"] if row["ms"] else None
+        entries.append(UsageDay(day=day, requests=row["requests"], tokens_per_s=rate))
+    return entries
 
 
 def base_model_id() -> str:

@@ -3,10 +3,12 @@
 import json
 import re
 import warnings
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
-from chatsite.adapters.selectors import adapter_usage
+from chatsite.adapters.selectors import adapter_usage, adapter_usage_by_day
 from chatsite.chat.models import Conversation, Message
 from inference.engine import PeftEngine
 
@@ -69,6 +71,31 @@ has_cache = hasattr(PeftEngine, "preload")
 
 
 @pytest.mark.skipif(not has_cache, reason="this engine has no adapter cache yet")
+def test_it_charts_requests_and_tokens_per_second_per_day(admin_client, answered):
+    poet_answers = Message.objects.filter(adapter=answered, role=Message.Role.ASSISTANT)
+    three_days_ago = timezone.now() - timedelta(days=3)
+    poet_answers.filter(status="error").update(created_at=three_days_ago)
+
+    days = adapter_usage_by_day(answered)
+
+    assert len(days) == 14 and days[-1].day == timezone.localdate()
+    assert [d.requests for d in days[-4:]] == [1, 0, 0, 1]
+    assert days[-1].tokens_per_s == pytest.approx(20.0)  # 20 tokens in 1,000 ms
+    assert days[-4].tokens_per_s is None  # the error produced no tokens
+    page = admin_client.get(change_url(answered)).content.decode()
+    chart = re.search(r'<svg data-testid="adapter-usage-chart".*?</svg>', page, re.S).group(0)
+    assert chart.count('<rect class="requests"') == 14
+    assert f"{days[-1].day:%d %b}: 1 requests, 20.0 tokens/s" in chart
+    assert f"{days[-4].day:%d %b}: 1 requests</title>" in chart
+
+
+def test_it_draws_an_empty_chart_for_an_unused_adapter(admin_client, demo_adapters):
+    page = admin_client.get(change_url(demo_adapters["demo-chef"])).content.decode()
+    chart = re.search(r'<svg data-testid="adapter-usage-chart".*?</svg>', page, re.S).group(0)
+    assert chart.count('<rect class="requests"') == 14
+    assert "<polyline" not in chart and "best none" in chart
+
+
 def test_it_preloads_pins_and_evicts_and_shows_the_cache(admin_client, demo_adapters):
     poet = demo_adapters["demo-poet"]
 
