@@ -524,7 +524,7 @@ class BatchEngine:
         text, stopped = row.stops.push(row.detokenizer.push(token_id))
         if stopped:
             self._send(row, text)
-            self._finish(row, "stop")
+            self._finish(row, "stop", stop_sequence=True)
         elif row.grammar is not None and row.grammar.complete:
             # Nothing but an end token may follow: end now, without a step to sample it.
             self._send(row, text + self._held_text(row))
@@ -570,7 +570,10 @@ class BatchEngine:
 
     # Endings. Every request gets exactly one Finished.
 
-    def _finish(self, row: _Row, reason: FinishReason, failure: Failed | None = None) -> None:
+    def _finish(
+        self, row: _Row, reason: FinishReason, failure: Failed | None = None,
+        stop_sequence: bool = False,
+    ) -> None:
         row.done = True
         self._adapters.release(row.job.request.adapter)
         job = row.job
@@ -583,6 +586,7 @@ class BatchEngine:
         finished = Finished(
             reason, len(row.prompt), row.completion_tokens, ttft_ms, _ms_since(job.submitted_at),
             tokens=tuple(row.unsent_tokens), prompt=row.prompt_details,
+            stop_sequence=stop_sequence,
         )
         self._emit(job, finished)
 

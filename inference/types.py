@@ -116,6 +116,7 @@ class Finished:
     # string's tokens), and the prompt's tokens (`prompt_logprobs`).
     tokens: tuple[TokenInfo, ...] = ()
     prompt: tuple[TokenInfo, ...] = ()
+    stop_sequence: bool = False  # "stop" because one of the request's stop strings appeared
 
 
 Event = Union[Started, TextDelta, Failed, Finished]
