@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from collections import deque
+from dataclasses import replace
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -518,10 +519,13 @@ class BatchEngine:
                 row.unsent_tokens.append(details)  # listed at the end, as LoRAX lists it
             self._finish(row, "stop")
             return
+        if details is not None:
+            details = self._texts_in_context(row, details)
+        piece = row.detokenizer.push(token_id)
         row.unsent_token_ids.append(token_id)
         if details is not None:
-            row.unsent_tokens.append(details)
-        text, stopped = row.stops.push(row.detokenizer.push(token_id))
+            row.unsent_tokens.append(replace(details, text=piece))
+        text, stopped = row.stops.push(piece)
         if stopped:
             self._send(row, text)
             self._finish(row, "stop", stop_sequence=True)
@@ -534,6 +538,16 @@ class BatchEngine:
             self._finish(row, "length")
         else:
             self._send(row, text)
+
+    def _texts_in_context(self, row: _Row, details: TokenInfo) -> TokenInfo:
+        """Alternatives' texts as they would read here (a SentencePiece word keeps its space);
+        the chosen token's is what it added to the answer (set by the caller)."""
+        plain = [alt for alt in details.top if not alt.special]
+        if not plain:
+            return details
+        texts = iter(row.detokenizer.peek([alt.id for alt in plain]))
+        top = tuple(alt if alt.special else replace(alt, text=next(texts)) for alt in details.top)
+        return replace(details, top=top)
 
     def _held_text(self, row: _Row) -> str:
         """Text held back for a possible stop string or an unfinished character."""

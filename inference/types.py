@@ -85,7 +85,9 @@ class TokenInfo:
     """One token as reported to a request that asked for log-probabilities."""
 
     id: int
-    text: str  # this token alone, decoded with special tokens shown
+    # What it added to the answer, decoded in context ("" while a character is incomplete); an
+    # alternative: what it would have added; a special token: its own text ("</s>").
+    text: str
     logprob: float | None  # None only for a prompt's first token (nothing came before it)
     special: bool = False  # a special token (an end token): no part of the answer's text
     top: tuple[TokenInfo, ...] = ()  # the most likely tokens at this step, most likely first

@@ -6,10 +6,9 @@ OpenAI routes under /lorax/v1 are the OpenAI handlers themselves (chatsite/urls.
 `inputs` goes to the model as a raw prompt (no chat template) and is recorded as a new
 conversation of the key's user. `adapter_id` is an adapter slug; null or "" is the base model.
 Every request asks the engine for token details (docs/ARCHITECTURE.md, "Log-probabilities"),
-so each token is reported with its real id, log-probability and `special`, one event (or one
-`details.tokens` entry) per token, the end token last, as LoRAX reports them. A text delta the
-engine made of several tokens (one character over several byte tokens) gives its text to its
-last token and "" to the ones before, as LoRAX's incremental decoding does.
+so each token is reported with its real id, log-probability, `special` and the text it added
+(incrementally decoded, as LoRAX does: "" for a token that holds only part of a character), one
+event (or one `details.tokens` entry) per token, the end token last, as LoRAX reports them.
 """
 
 from __future__ import annotations
@@ -269,19 +268,18 @@ def _finish_reason(end: dict) -> str:
 
 
 def _tokens(envelope: dict) -> list[dict]:
-    """LoRAX tokens of one token envelope (its text on the last) or of the end envelope (the
-    tokens that added no text: an end token shows its own text, a stop string's none)."""
-    payload = envelope["payload"]
-    details = payload.get("tokens", ())
-    if envelope["type"] == "inference.token":
-        texts = [""] * (len(details) - 1) + [payload["text"]]
-    else:
-        texts = [detail["text"] if detail["special"] else "" for detail in details]
-    return [_token(detail, text) for detail, text in zip(details, texts)]
+    """LoRAX tokens of a token envelope, or of the end envelope (the end token, a stop
+    string's tokens: those that added nothing to the answer's text)."""
+    return [_token(detail) for detail in envelope["payload"].get("tokens", ())]
 
 
-def _token(detail: dict, text: str) -> dict:
-    token = {"id": detail["id"], "text": text, "logprob": detail["logprob"], "special": detail["special"]}
+def _token(detail: dict) -> dict:
+    token = {
+        "id": detail["id"],
+        "text": detail["text"],
+        "logprob": detail["logprob"],
+        "special": detail["special"],
+    }
     if "top" in detail:
         token["alternative_tokens"] = [
             {"id": alt["id"], "text": alt["text"], "logprob": alt["logprob"]} for alt in detail["top"]
