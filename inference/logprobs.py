@@ -2,8 +2,9 @@
 
 A chosen token's log-probability is taken from the distribution it was chosen from: the
 log_softmax of the row's processed logits (`Sampler.scores`: after penalties, logit bias, the
-grammar mask and temperature; greedy rows at temperature 1), as vLLM's `processed_logprobs`
-mode reports. A token the grammar forbids has -inf there, so alternatives are clamped to
+grammar mask and temperature; greedy rows at temperature 1; before top_k and top_p cut its
+tail), as vLLM's V0 sampler and its `processed_logprobs` mode report (its V1 default reports
+the raw distribution). A token the grammar forbids has -inf there, so alternatives are clamped to
 FLOOR, as vLLM's OpenAI server does, to stay valid JSON. The prompt's log-probabilities
 (LoRAX's `decoder_input_details`) are the model's raw ones: nothing samples the prompt.
 
