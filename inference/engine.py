@@ -15,20 +15,19 @@ import logging
 import threading
 import time
 from collections import deque
-from dataclasses import replace
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 import torch
 
+from inference import logprobs
 from inference.adapter_cache import AdapterCache
 from inference.batch import Batch, check_supported
 from inference.detok import IncrementalDetokenizer
 from inference.errors import InferenceError
 from inference.grammar_masks import CLOSING_RESERVE, GrammarMatcher, GrammarTokenizer
-from inference import logprobs
 from inference.lora import LoraLayers
 from inference.model import BaseModel, load_base_model
 from inference.sampling import Sampler

@@ -195,3 +195,28 @@ def test_it_streams_lorax_tokens_without_details_when_asked(alice):
 
     assert events[-1].details is None
     assert all(event.token.logprob <= 0 for event in events)
+
+
+def test_it_reports_legacy_completion_logprobs_streamed_and_not(alice):
+    client = openai_client(alice)
+    ask_legacy = {"model": "demo-poet", "prompt": PROMPT, "max_tokens": 10, "temperature": 0}
+
+    raw = client.completions.with_raw_response.create(**ask_legacy, logprobs=2)
+    chunks = list(client.completions.create(**ask_legacy, logprobs=2, stream=True))
+
+    schemas.validate("openai-completions", "CreateCompletionResponse", raw.http_response.json())
+    choice = raw.parse().choices[0]
+    logprobs = choice.logprobs
+    assert "".join(logprobs.tokens) == choice.text
+    assert logprobs.text_offset == [
+        sum(len(t) for t in logprobs.tokens[:i]) for i in range(len(logprobs.tokens))
+    ]
+    for token, logprob, top in zip(logprobs.tokens, logprobs.token_logprobs, logprobs.top_logprobs):
+        assert logprob <= 0
+        assert top[token] == pytest.approx(logprob)  # greedy: the pick is among the top two
+        assert len(top) <= 2
+    streamed = [c.choices[0].logprobs for c in chunks if c.choices and c.choices[0].text]
+    assert [t for part in streamed for t in part.tokens] == logprobs.tokens
+    assert [o for part in streamed for o in part.text_offset] == logprobs.text_offset
+    with pytest.raises(openai.BadRequestError, match="logprobs"):
+        client.completions.create(**ask_legacy, logprobs=6)
