@@ -38,11 +38,10 @@ class IncrementalDetokenizer:
         character adds U+FFFD): the alternatives' texts, in the answer's context."""
         start = self._prefix_offset
         sent = self._decode(self._ids[start : self._read_offset])
-        texts = []
-        for token_id in token_ids:
-            window = self._decode(self._ids[start:] + [token_id])
-            texts.append(window[len(sent):] if len(window) > len(sent) else "")
-        return texts
+        windows = self._tokenizer.batch_decode(  # one call for them all
+            [self._ids[start:] + [token_id] for token_id in token_ids], skip_special_tokens=True
+        )
+        return [window[len(sent):] if len(window) > len(sent) else "" for window in windows]
 
     def flush(self) -> str:
         """The text still held back, at the end of generation (may end in U+FFFD if cut short)."""

@@ -32,10 +32,12 @@ class TokenNamer:
         self._tokenizer = tokenizer
         self._special = frozenset(tokenizer.all_special_ids) | stop_token_ids
 
-    def info(self, token_id: int, logprob: float | None, top=()) -> TokenInfo:
-        return TokenInfo(
-            token_id, self.text(token_id), logprob, token_id in self._special, tuple(top)
-        )
+    def info(self, token_id: int, logprob: float | None, top=(), text: bool = True) -> TokenInfo:
+        """`text=False`: only a special token's text is decoded; the others' is left "" for
+        the engine to set in context (it has the row's detokenizer)."""
+        special = token_id in self._special
+        decoded = self.text(token_id) if text or special else ""
+        return TokenInfo(token_id, decoded, logprob, special, tuple(top))
 
     def text(self, token_id: int) -> str:
         return self._tokenizer.decode([token_id], skip_special_tokens=False)
@@ -45,7 +47,7 @@ def chosen(
     namer: TokenNamer, scores: Sequence[torch.Tensor], tokens: Sequence[int], tops: Sequence[int]
 ) -> list[TokenInfo]:
     """Each row's chosen token with its log-probability under `scores` (that row's processed
-    logits) and its `tops[i]` most likely alternatives."""
+    logits) and its `tops[i]` most likely alternatives; texts of special tokens only."""
     logprobs = torch.log_softmax(torch.stack([row.float() for row in scores]), dim=-1)
     ids = torch.tensor(tokens, device=logprobs.device)
     picked = logprobs.gather(1, ids[:, None])[:, 0].clamp(min=FLOOR).tolist()
@@ -57,9 +59,9 @@ def chosen(
     infos = []
     for row, token_id in enumerate(tokens):
         top = [
-            namer.info(top_ids[row][i], top_values[row][i]) for i in range(tops[row])
+            namer.info(top_ids[row][i], top_values[row][i], text=False) for i in range(tops[row])
         ]
-        infos.append(namer.info(token_id, picked[row], top))
+        infos.append(namer.info(token_id, picked[row], top, text=False))
     return infos
 
 
