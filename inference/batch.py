@@ -44,8 +44,12 @@ class Batch:
     def size(self) -> int:
         return int(self.slots.shape[0])
 
-    def prefill(self, prompts: list[list[int]], slots: list[int]) -> tuple[torch.Tensor, Batch]:
-        """Run new prompts together; return their last-position logits and a batch of them."""
+    def prefill(
+        self, prompts: list[list[int]], slots: list[int], every_position: bool = False
+    ) -> tuple[torch.Tensor, Batch]:
+        """Run new prompts together; return their last-position logits and a batch of them.
+        `every_position`: the logits of every column instead, [rows, columns, vocab] (prompt
+        log-probabilities; the prompts are right-aligned, so a row's last column is its last)."""
         width = max(len(prompt) for prompt in prompts)
         ids = torch.zeros(len(prompts), width, dtype=torch.long)
         mask = torch.zeros(len(prompts), width, dtype=torch.long)
@@ -58,7 +62,7 @@ class Batch:
         fresh.positions = fresh.mask.sum(dim=1)
         positions = (fresh.mask.cumsum(dim=1) - 1).clamp(min=0)
         fresh.cache = DynamicCache(config=self._model.config)
-        logits = fresh._forward(ids.to(self._device), positions)
+        logits = fresh._forward(ids.to(self._device), positions, 0 if every_position else 1)
         return logits, fresh
 
     def decode(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -68,7 +72,9 @@ class Batch:
         self.positions = self.positions + 1
         return logits
 
-    def _forward(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    def _forward(
+        self, ids: torch.Tensor, positions: torch.Tensor, logits_to_keep: int = 1
+    ) -> torch.Tensor:
         uses_adapters = bool((self.slots != BASE_SLOT).any())
         self._context.use(self.slots, self._rows_version, uses_adapters)
         output = self._model(
@@ -77,10 +83,10 @@ class Batch:
             position_ids=positions,
             past_key_values=self.cache,
             use_cache=True,
-            logits_to_keep=1,
+            logits_to_keep=logits_to_keep,
         )
         self.cache = output.past_key_values
-        return output.logits[:, -1]
+        return output.logits[:, -1] if logits_to_keep == 1 else output.logits
 
     def extend(self, other: Batch) -> None:
         """Append another batch's rows, padding the shorter cache on the left."""

@@ -33,6 +33,16 @@ class IncrementalDetokenizer:
             return window[len(sent):]
         return ""
 
+    def peek(self, token_ids: list[int]) -> list[str]:
+        """The text each of these tokens would add if it came next (a token holding part of a
+        character adds U+FFFD): the alternatives' texts, in the answer's context."""
+        start = self._prefix_offset
+        sent = self._decode(self._ids[start : self._read_offset])
+        windows = self._tokenizer.batch_decode(  # one call for them all
+            [self._ids[start:] + [token_id] for token_id in token_ids], skip_special_tokens=True
+        )
+        return [window[len(sent):] if len(window) > len(sent) else "" for window in windows]
+
     def flush(self) -> str:
         """The text still held back, at the end of generation (may end in U+FFFD if cut short)."""
         sent, window = self._window()

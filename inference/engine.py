@@ -17,11 +17,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 import torch
 
+from inference import logprobs
 from inference.adapter_cache import AdapterCache
 from inference.batch import Batch, check_supported
 from inference.detok import IncrementalDetokenizer
@@ -42,6 +43,7 @@ from inference.types import (
     SamplingParams,
     Started,
     TextDelta,
+    TokenInfo,
 )
 
 logger = logging.getLogger(__name__)
@@ -80,6 +82,8 @@ class _Row:
     completion_tokens: int = 0
     deltas_sent: int = 0
     unsent_token_ids: list[int] = field(default_factory=list)
+    unsent_tokens: list[TokenInfo] = field(default_factory=list)  # their details, when asked
+    prompt_details: tuple[TokenInfo, ...] = ()  # when the request asked (prompt_logprobs)
     first_delta_at: float | None = None
     done: bool = False
 
@@ -143,6 +147,7 @@ class BatchEngine:
         # Engine thread only: the batch's rows, in the order of the batch tensors.
         self._rows: list[_Row] = []
         self._grammar_tokenizer: GrammarTokenizer | None = None  # made on the first grammar
+        self._namer = logprobs.TokenNamer(self._base.tokenizer, self._base.stop_token_ids)
         self._thread = threading.Thread(target=self._run, name="patchbay-engine", daemon=True)
         self._thread.start()
 
@@ -306,8 +311,14 @@ class BatchEngine:
             if row is not None:
                 admitted.append(row)
                 reserved += row.reserved_tokens
-        if admitted:
-            self._prefill(admitted)
+        # Rows that want their prompt's log-probabilities need the logits of every position:
+        # prefilled on their own, so the others keep computing only the last one.
+        for group in (
+            [row for row in admitted if not row.params.prompt_logprobs],
+            [row for row in admitted if row.params.prompt_logprobs],
+        ):
+            if group:
+                self._prefill(group)
 
     def _try_start(self, job: _Job, reserved: int) -> _Row | None | bool:
         """A new row; None when the request ended instead; False when it must wait."""
@@ -387,11 +398,17 @@ class BatchEngine:
             )
 
     def _prefill(self, rows: list[_Row]) -> None:
+        every_position = rows[0].params.prompt_logprobs
         try:
             with torch.inference_mode():
                 logits, fresh = self._batch.prefill(
-                    [row.prompt for row in rows], [row.slot for row in rows]
+                    [row.prompt for row in rows], [row.slot for row in rows], every_position
                 )
+                if every_position:
+                    for index, row in enumerate(rows):
+                        row_logits = logits[index, logits.shape[1] - len(row.prompt) :]
+                        row.prompt_details = logprobs.prompt(self._namer, row.prompt, row_logits)
+                    logits = logits[:, -1]
             self._batch.extend(fresh)
             self._rows.extend(rows)
         except Exception:
@@ -426,19 +443,55 @@ class BatchEngine:
                 if row.grammar is not None and not row.done:
                     self._finish(row, "error", INTERNAL_FAILURE)
             allowed = {}
+        chosen: dict[int, int] = {}  # row index → token
+        scored: dict[int, torch.Tensor] = {}  # what the rows that asked for logprobs chose from
         for index, row in enumerate(rows):
             if row.done:
                 continue
             try:
                 if row.params.temperature == 0 and not row.params.shapes_logits:
-                    token = greedy[index]
+                    chosen[index] = greedy[index]
+                    scores = logits[index]
                 else:
-                    token = row.sampler(logits[index], allowed.get(index))
-                self._accept(row, token)
+                    scores = row.sampler.scores(logits[index], allowed.get(index))
+                    chosen[index] = row.sampler.choose(scores)
+                if row.params.logprobs:
+                    scored[index] = scores
+            except Exception:
+                logger.exception("Request %s failed while sampling", row.job.request.id)
+                self._finish(row, "error", INTERNAL_FAILURE)
+        details = self._token_details(rows, chosen, scored)
+        for index, token in chosen.items():
+            row = rows[index]
+            if row.done:
+                continue
+            try:
+                self._accept(row, token, details.get(index))
             except Exception:
                 logger.exception("Request %s failed while decoding", row.job.request.id)
                 self._finish(row, "error", INTERNAL_FAILURE)
         self._compact()
+
+    def _token_details(
+        self, rows: list[_Row], chosen: dict[int, int], scored: dict[int, torch.Tensor]
+    ) -> dict[int, TokenInfo]:
+        """The chosen tokens' details for the rows that asked, computed for them together."""
+        asked = [index for index in scored if index in chosen]
+        if not asked:
+            return {}
+        try:
+            infos = logprobs.chosen(
+                self._namer,
+                [scored[index] for index in asked],
+                [chosen[index] for index in asked],
+                [rows[index].params.top_logprobs for index in asked],
+            )
+        except Exception:
+            logger.exception("The log-probabilities of a step failed")
+            for index in asked:
+                self._finish(rows[index], "error", INTERNAL_FAILURE)
+            return {}
+        return dict(zip(asked, infos))
 
     def _grammar_masks(self, rows: list[_Row], device: torch.device) -> dict[int, torch.Tensor]:
         """Each constrained row's allowed next tokens, by row index: one parallel call."""
@@ -450,7 +503,7 @@ class BatchEngine:
         masks = masks.to(device)
         return dict(zip(constrained, masks))
 
-    def _accept(self, row: _Row, token_id: int) -> None:
+    def _accept(self, row: _Row, token_id: int, details: TokenInfo | None = None) -> None:
         row.completion_tokens += 1
         row.last_token = token_id
         row.sampler.record(token_id)
@@ -461,13 +514,20 @@ class BatchEngine:
             return
         if token_id in self._base.stop_token_ids and not row.params.ignore_eos:
             self._send(row, self._held_text(row))
+            if details is not None:
+                row.unsent_tokens.append(details)  # listed at the end, as LoRAX lists it
             self._finish(row, "stop")
             return
+        if details is not None:
+            details = self._texts_in_context(row, details)
+        piece = row.detokenizer.push(token_id)
         row.unsent_token_ids.append(token_id)
-        text, stopped = row.stops.push(row.detokenizer.push(token_id))
+        if details is not None:
+            row.unsent_tokens.append(replace(details, text=piece))
+        text, stopped = row.stops.push(piece)
         if stopped:
             self._send(row, text)
-            self._finish(row, "stop")
+            self._finish(row, "stop", stop_sequence=True)
         elif row.grammar is not None and row.grammar.complete:
             # Nothing but an end token may follow: end now, without a step to sample it.
             self._send(row, text + self._held_text(row))
@@ -477,6 +537,16 @@ class BatchEngine:
             self._finish(row, "length")
         else:
             self._send(row, text)
+
+    def _texts_in_context(self, row: _Row, details: TokenInfo) -> TokenInfo:
+        """Alternatives' texts as they would read here (a SentencePiece word keeps its space);
+        the chosen token's is what it added to the answer (set by the caller)."""
+        plain = [alt for alt in details.top if not alt.special]
+        if not plain:
+            return details
+        texts = iter(row.detokenizer.peek([alt.id for alt in plain]))
+        top = tuple(alt if alt.special else replace(alt, text=next(texts)) for alt in details.top)
+        return replace(details, top=top)
 
     def _held_text(self, row: _Row) -> str:
         """Text held back for a possible stop string or an unfinished character."""
@@ -488,9 +558,12 @@ class BatchEngine:
             return
         if row.first_delta_at is None:
             row.first_delta_at = time.monotonic()
-        delta = TextDelta(text, row.deltas_sent, tuple(row.unsent_token_ids))
+        delta = TextDelta(
+            text, row.deltas_sent, tuple(row.unsent_token_ids), tuple(row.unsent_tokens)
+        )
         row.deltas_sent += 1
         row.unsent_token_ids.clear()
+        row.unsent_tokens.clear()
         self._emit(row.job, delta)
 
     def _compact(self) -> None:
@@ -510,7 +583,10 @@ class BatchEngine:
 
     # Endings. Every request gets exactly one Finished.
 
-    def _finish(self, row: _Row, reason: FinishReason, failure: Failed | None = None) -> None:
+    def _finish(
+        self, row: _Row, reason: FinishReason, failure: Failed | None = None,
+        stop_sequence: bool = False,
+    ) -> None:
         row.done = True
         self._adapters.release(row.job.request.adapter)
         job = row.job
@@ -521,7 +597,9 @@ class BatchEngine:
             self._emit(job, failure)
         self._forget(job)
         finished = Finished(
-            reason, len(row.prompt), row.completion_tokens, ttft_ms, _ms_since(job.submitted_at)
+            reason, len(row.prompt), row.completion_tokens, ttft_ms, _ms_since(job.submitted_at),
+            tokens=tuple(row.unsent_tokens), prompt=row.prompt_details,
+            stop_sequence=stop_sequence,
         )
         self._emit(job, finished)
 
@@ -576,6 +654,10 @@ def _check_params(params: SamplingParams) -> None:
         raise InferenceError("invalid_request", "top_k must not be negative.")
     if params.repetition_penalty <= 0:
         raise InferenceError("invalid_request", "repetition_penalty must be greater than 0.")
+    if not 0 <= params.top_logprobs <= logprobs.MAX_TOP_LOGPROBS:
+        raise InferenceError(
+            "invalid_request", f"top_logprobs must be 0 to {logprobs.MAX_TOP_LOGPROBS}."
+        )
 
 
 def _ms_since(start: float) -> float:

@@ -26,6 +26,7 @@ from inference.types import (
     GenerationRequest,
     Started,
     TextDelta,
+    TokenInfo,
 )
 
 # LoRAX's error classes, as our stable codes.
@@ -68,21 +69,28 @@ class LoraxEngine:
         first: float | None = None
         index = prompt_tokens = completion_tokens = 0
         reason = "error"
+        stop_sequence = False
+        pending: list[TokenInfo] = []  # upstream tokens not yet sent (no text of their own yet)
         try:
             prompt = request.prompt if request.prompt is not None else self._render(request)
             async for response in self._client.generate_stream(prompt, **_parameters(request)):
                 if first is None:
                     first = time.perf_counter()
                     sink(Started(prompt_tokens=0))
-                if response.token.text and not response.token.special:
-                    sink(TextDelta(text=response.token.text, index=index))
+                token = response.token
+                if request.params.logprobs:  # LoRAX's own token details, passed on
+                    pending.append(TokenInfo(token.id, token.text, token.logprob, token.special))
+                if token.text and not token.special:
+                    ids = tuple(info.id for info in pending) or (token.id,)
+                    sink(TextDelta(token.text, index, ids, tuple(pending)))
+                    pending = []
                     index += 1
                 completion_tokens += 1
                 if response.details is not None:
                     reason = response.details.finish_reason.value
                     prompt_tokens = response.details.prompt_tokens
                     completion_tokens = response.details.generated_tokens
-            reason = "stop" if reason == "stop_sequence" else reason
+            stop_sequence = reason == "stop_sequence"
             reason = reason if reason in ("stop", "length") else "stop"
         except asyncio.CancelledError:
             reason = "cancelled"  # Stop, a client gone or a cap: the upstream stream is closed
@@ -95,7 +103,12 @@ class LoraxEngine:
             sink(Failed(code, f"LoRAX: {error}" if str(error) else "LoRAX failed."))
         ttft = None if first is None else (first - started) * 1000
         total = (time.perf_counter() - started) * 1000
-        sink(Finished(reason, prompt_tokens, completion_tokens, ttft, total))
+        sink(
+            Finished(
+                reason, prompt_tokens, completion_tokens, ttft, total, tokens=tuple(pending),
+                stop_sequence=reason == "stop" and stop_sequence,
+            )
+        )
 
 
 def _parameters(request: GenerationRequest) -> dict:
@@ -107,6 +120,9 @@ def _parameters(request: GenerationRequest) -> dict:
         ("presence_penalty", bool(params.presence_penalty)),
         ("frequency_penalty", bool(params.frequency_penalty)),
         ("logit_bias", bool(params.logit_bias)),
+        # LoRAX streams no alternatives, and no prompt tokens in a stream.
+        ("top_logprobs/return_k_alternatives", bool(params.top_logprobs)),
+        ("decoder_input_details", params.prompt_logprobs),
     ):
         if unsupported:
             raise InferenceError(

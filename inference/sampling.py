@@ -35,11 +35,22 @@ class Sampler:
     def __call__(self, logits: torch.Tensor, allowed: torch.Tensor | None = None) -> int:
         """Pick a token id from the logits of one position (a 1-D tensor over the vocabulary);
         `allowed`: the grammar's mask of tokens that may come next."""
+        return self.choose(self.scores(logits, allowed))
+
+    def scores(self, logits: torch.Tensor, allowed: torch.Tensor | None = None) -> torch.Tensor:
+        """The logits this row chooses from: penalised, biased, masked, then divided by the
+        temperature (greedy: left as they are). Their log_softmax is what a request asking for
+        log-probabilities is told; top_k and top_p only cut this distribution's tail."""
         if self.params.shapes_logits:
             logits = self._shaped(logits.float().clone(), allowed)
         if self.temperature == 0:
+            return logits
+        return logits.float() / self.temperature
+
+    def choose(self, logits: torch.Tensor) -> int:
+        """A token from `scores`: the most likely one, or a sample after top_k and top_p."""
+        if self.temperature == 0:
             return int(torch.argmax(logits))
-        logits = logits.float() / self.temperature
         if self.params.top_k:
             kept = min(self.params.top_k, logits.shape[-1])
             threshold = torch.topk(logits, kept).values[-1]

@@ -39,6 +39,12 @@ class SamplingParams:
     repetition_penalty: float = 1.0
     logit_bias: tuple[tuple[int, float], ...] = ()  # (token id, added to its logit)
     grammar: str | None = None  # an llguidance grammar the answer must follow (inference.grammar)
+    # Token details (docs/ARCHITECTURE.md, "Log-probabilities"): each chosen token's id, text
+    # and log-probability, with its `top_logprobs` most likely alternatives; `prompt_logprobs`
+    # adds the prompt's tokens and theirs. Rows that ask nothing pay nothing.
+    logprobs: bool = False
+    top_logprobs: int = 0
+    prompt_logprobs: bool = False
 
     @property
     def shapes_logits(self) -> bool:
@@ -75,10 +81,24 @@ class Started:
 
 
 @dataclass(frozen=True)
+class TokenInfo:
+    """One token as reported to a request that asked for log-probabilities."""
+
+    id: int
+    # What it added to the answer, decoded in context ("" while a character is incomplete); an
+    # alternative: what it would have added; a special token: its own text ("</s>").
+    text: str
+    logprob: float | None  # None only for a prompt's first token (nothing came before it)
+    special: bool = False  # a special token (an end token): no part of the answer's text
+    top: tuple[TokenInfo, ...] = ()  # the most likely tokens at this step, most likely first
+
+
+@dataclass(frozen=True)
 class TextDelta:
     text: str  # never empty, never a broken character
     index: int  # 0, 1, 2, ... per request
     token_ids: tuple[int, ...] = ()  # the tokens whose text completed in this delta
+    tokens: tuple[TokenInfo, ...] = ()  # those tokens' details, when the request asked
 
 
 @dataclass(frozen=True)
@@ -94,6 +114,11 @@ class Finished:
     completion_tokens: int
     ttft_ms: float | None  # from submit to the first delta; None when no text came
     total_ms: float
+    # When the request asked: the chosen tokens no delta carried (the end token, a stop
+    # string's tokens), and the prompt's tokens (`prompt_logprobs`).
+    tokens: tuple[TokenInfo, ...] = ()
+    prompt: tuple[TokenInfo, ...] = ()
+    stop_sequence: bool = False  # "stop" because one of the request's stop strings appeared
 
 
 Event = Union[Started, TextDelta, Failed, Finished]

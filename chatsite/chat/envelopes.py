@@ -19,20 +19,47 @@ def start(*, message: int, conversation: int, adapter: str | None, parent: int |
     )
 
 
-def token(*, message: int, text: str, index: int) -> dict:
-    return _envelope("inference.token", message=message, text=text, index=index)
+def token(*, message: int, text: str, index: int, tokens=()) -> dict:
+    """`tokens`: the engine's details of the tokens behind `text` (inference.types.TokenInfo),
+    only for answers that asked for them (the OpenAI and LoRAX APIs); others stay small."""
+    details = {"tokens": token_details(tokens)} if tokens else {}
+    return _envelope("inference.token", message=message, text=text, index=index, **details)
+
+
+def token_details(tokens) -> list[dict]:
+    """TokenInfo as JSON: id, text, logprob, special, and `top` (alternatives) when asked."""
+    return [
+        {
+            "id": token.id,
+            "text": token.text,
+            "logprob": token.logprob,
+            "special": token.special,
+            **({"top": token_details(token.top)} if token.top else {}),
+        }
+        for token in tokens
+    ]
 
 
 def end(
     *, message: int | None, reason: str, prompt_tokens: int = 0, completion_tokens: int = 0,
-    ttft_ms: float | None = None, total_ms: float = 0.0,
+    ttft_ms: float | None = None, total_ms: float = 0.0, tokens=(), prefill=(),
+    stop_sequence: bool = False,
 ) -> dict:
+    """`tokens`: details of the answer's last tokens that came with no text (the end token, a
+    stop string's); `prefill`: the prompt's. Both only when the answer asked for details.
+    `stop_sequence`: (only when true) a stop string, not an end token, ended it."""
+    details = {"tokens": token_details(tokens)} if tokens else {}
+    if prefill:
+        details["prefill"] = token_details(prefill)
+    if stop_sequence:
+        details["stop_sequence"] = True
     return _envelope(
         "inference.end",
         message=message,
         reason=reason,
         usage={"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens},
         timings={"ttft_ms": _ms(ttft_ms), "total_ms": _ms(total_ms)},
+        **details,
     )
 
 
@@ -45,6 +72,9 @@ def end_of(finished, *, message: int, reason: str) -> dict:
         completion_tokens=finished.completion_tokens,
         ttft_ms=finished.ttft_ms,
         total_ms=finished.total_ms,
+        tokens=finished.tokens,
+        prefill=finished.prompt,
+        stop_sequence=finished.stop_sequence,
     )
 
 

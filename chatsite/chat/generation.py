@@ -156,7 +156,11 @@ class GenerationRun:
             self._bytes += len(event.text.encode())
             self._metrics.token()
             index = event.index + self._index_offset
-            self._publish(envelopes.token(message=self.message_id, text=event.text, index=index))
+            self._publish(
+                envelopes.token(
+                    message=self.message_id, text=event.text, index=index, tokens=event.tokens
+                )
+            )
             self._enforce_caps()
         elif isinstance(event, Failed):
             self._failed = event

@@ -5,8 +5,10 @@ OpenAI routes under /lorax/v1 are the OpenAI handlers themselves (chatsite/urls.
 
 `inputs` goes to the model as a raw prompt (no chat template) and is recorded as a new
 conversation of the key's user. `adapter_id` is an adapter slug; null or "" is the base model.
-The engine's events carry text deltas, not token ids or log-probabilities: each delta is
-reported as one token whose `id` is its index and whose `logprob` is 0.
+Every request asks the engine for token details (docs/ARCHITECTURE.md, "Log-probabilities"),
+so each token is reported with its real id, log-probability, `special` and the text it added
+(incrementally decoded, as LoRAX does: "" for a token that holds only part of a character), one
+event (or one `details.tokens` entry) per token, the end token last, as LoRAX reports them.
 """
 
 from __future__ import annotations
@@ -28,13 +30,17 @@ from chatsite.chat import model_limits, streaming
 from chatsite.chat.api_common import key_user, parse_body, retry_headers, status_of
 from chatsite.chat.engine import local_engine
 from chatsite.chat.errors import ChatError
-from chatsite.chat.protocol import GenerationParams
-from chatsite.chat.request_params import lorax_response_format, params_error
+from chatsite.chat.request_params import (
+    MAX_TOP_LOGPROBS,
+    ApiParams,
+    lorax_response_format,
+    params_error,
+)
 
 VERSION = "patchbay-lorax-compat-1"
 # Parameters LoRAX has that Patchbay does not implement (these, merged_adapters, truncate,
 # typical_p, adapter_source other than "hub", and any unknown one) are refused, not ignored.
-UNSUPPORTED_TRUE = ("watermark", "decoder_input_details")
+UNSUPPORTED_TRUE = ("watermark",)
 
 
 class Parameters(BaseModel):
@@ -54,7 +60,9 @@ class Parameters(BaseModel):
     repetition_penalty: float | None = Field(default=None, gt=0)
     response_format: dict | None = None
     details: bool = True
-    return_k_alternatives: int | None = Field(default=None, le=0)
+    decoder_input_details: bool = False
+    # The most likely tokens at each step (`alternative_tokens`); OpenAI's bound on top_logprobs.
+    return_k_alternatives: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
     ignore_eos_token: bool | None = False
 
 
@@ -137,6 +145,14 @@ async def _generate(request, *, stream: bool | None, as_array: bool):
     try:
         await key_user(request)
         body = parse_body(request, GenerateRequest)
+        streams = body.stream if stream is None else stream
+        if streams and body.parameters.decoder_input_details:
+            # LoRAX's own refusal: a stream's details have no place for the prompt's tokens.
+            raise ChatError(
+                "bad_request",
+                "Field “parameters.decoder_input_details”: true is not supported when "
+                "streaming tokens.",
+            )
         exchange, run = await streaming.start(
             user=request.user,
             conversation_id=None,
@@ -147,7 +163,7 @@ async def _generate(request, *, stream: bool | None, as_array: bool):
         )
     except ChatError as err:
         return error_response(err)
-    if body.stream if stream is None else stream:
+    if streams:
         return streaming.sse_response(_events(body, exchange, request.auth.pk))
     events = await streaming.until_end(run, key_id=request.auth.pk)
     failure = streaming.error_of(events) or _incomplete(streaming.end_of(events))
@@ -190,7 +206,7 @@ def _error(err: ChatError, status: int, error_type: str) -> JsonResponse:
     )
 
 
-def _params(parameters: Parameters) -> GenerationParams:
+def _params(parameters: Parameters) -> ApiParams:
     for name, value in (parameters.model_extra or {}).items():
         if name == "adapter_source" and value in (None, "hub") or value is None:
             continue
@@ -209,8 +225,14 @@ def _params(parameters: Parameters) -> GenerationParams:
     if temperature > 0 and parameters.seed is None:
         # Chosen here, so that details.seed reports the seed really used, as LoRAX does.
         parameters.seed = secrets.randbits(63)
+    if parameters.decoder_input_details and not parameters.details:
+        raise ChatError(
+            "bad_request",
+            "Field “parameters.decoder_input_details”: the prompt's tokens are part of the "
+            "details; ask for details: true as well.",
+        )
     try:
-        return GenerationParams(
+        return ApiParams(
             max_tokens=parameters.max_new_tokens,
             temperature=temperature,
             top_p=parameters.top_p,
@@ -220,6 +242,10 @@ def _params(parameters: Parameters) -> GenerationParams:
             top_k=parameters.top_k,
             repetition_penalty=parameters.repetition_penalty,
             response_format=lorax_response_format(parameters.response_format),
+            # Always: a token event carries its id and logprob even without `details`.
+            logprobs=True,
+            top_logprobs=parameters.return_k_alternatives or 0,
+            prompt_logprobs=parameters.decoder_input_details,
         )
     except ValidationError as exc:
         raise params_error(exc, prefix="parameters.") from None
@@ -233,15 +259,39 @@ def _incomplete(end: dict) -> ChatError | None:
     return ChatError("incomplete_generation", f"The generation ended early ({end['reason']}).")
 
 
-def _finish_reason(body: GenerateRequest, end: dict) -> str:
+def _finish_reason(end: dict) -> str:
+    """What ended it: the token limit (or the byte cap), a stop string, or else the end token
+    (a JSON answer the grammar closed counts as ended by it, as LoRAX's grammars end)."""
     if end["reason"] == "length":
         return "length"
-    return "stop_sequence" if body.parameters.stop else "eos_token"
+    return "stop_sequence" if end.get("stop_sequence") else "eos_token"
 
 
-def _token(envelope: dict) -> dict:
-    payload = envelope["payload"]
-    return {"id": payload["index"], "text": payload["text"], "logprob": 0.0, "special": False}
+def _tokens(envelope: dict) -> list[dict]:
+    """LoRAX tokens of a token envelope, or of the end envelope (the end token, a stop
+    string's tokens: those that added nothing to the answer's text)."""
+    return [_token(detail) for detail in envelope["payload"].get("tokens", ())]
+
+
+def _token(detail: dict) -> dict:
+    token = {
+        "id": detail["id"],
+        "text": detail["text"],
+        "logprob": detail["logprob"],
+        "special": detail["special"],
+    }
+    if "top" in detail:
+        token["alternative_tokens"] = [
+            {"id": alt["id"], "text": alt["text"], "logprob": alt["logprob"]} for alt in detail["top"]
+        ]
+    return token
+
+
+def _prefill(end: dict) -> list[dict]:
+    return [
+        {"id": token["id"], "text": token["text"], "logprob": token["logprob"]}
+        for token in end.get("prefill", ())
+    ]
 
 
 def _full_text(body: GenerateRequest, text: str) -> str:
@@ -252,10 +302,11 @@ def _answer(body: GenerateRequest, events: list[dict]) -> dict:
     end = streaming.end_of(events)
     details = None
     if body.parameters.details:
+        listed = [e for e in events if e["type"] in ("inference.token", "inference.end")]
         details = {
             **_stream_details(body, end),
-            "prefill": [],
-            "tokens": [_token(e) for e in events if e["type"] == "inference.token"],
+            "prefill": _prefill(end),
+            "tokens": [token for envelope in listed for token in _tokens(envelope)],
             "best_of_sequences": None,
         }
     return {"generated_text": _full_text(body, streaming.text_of(events)), "details": details}
@@ -263,7 +314,7 @@ def _answer(body: GenerateRequest, events: list[dict]) -> dict:
 
 def _stream_details(body: GenerateRequest, end: dict) -> dict:
     return {
-        "finish_reason": _finish_reason(body, end),
+        "finish_reason": _finish_reason(end),
         "prompt_tokens": end["usage"]["prompt_tokens"],
         "generated_tokens": end["usage"]["completion_tokens"],
         "seed": body.parameters.seed,
@@ -282,12 +333,11 @@ async def _events(body: GenerateRequest, exchange, key_id: int):
             if envelope is None:
                 yield b": keep-alive\n\n"
             elif kind == "inference.token":
-                if held is not None:
-                    yield streaming.sse_data(
-                        {"token": held, "generated_text": None, "details": None}
-                    )
-                held = _token(envelope)
-                parts.append(held["text"])
+                parts.append(envelope["payload"]["text"])
+                for token in _tokens(envelope):
+                    if held is not None:
+                        yield _stream_token(held)
+                    held = token
             elif kind == "inference.error":
                 err = ChatError(envelope["payload"]["code"], envelope["payload"]["message"])
                 yield streaming.sse_data(json.loads(error_response(err).content))
@@ -298,6 +348,11 @@ async def _events(body: GenerateRequest, exchange, key_id: int):
                 if failure is not None:
                     yield streaming.sse_data(json.loads(error_response(failure).content))
                     return
+                for token in _tokens(envelope):  # the end token, as LoRAX's last event
+                    if held is not None:
+                        yield _stream_token(held)
+                    held = token
+                # Nothing at all came (not even an end token): an empty special token.
                 last = held or {"id": 0, "text": "", "logprob": 0.0, "special": True}
                 yield streaming.sse_data(
                     {
@@ -306,6 +361,10 @@ async def _events(body: GenerateRequest, exchange, key_id: int):
                         "details": _stream_details(body, end) if body.parameters.details else None,
                     }
                 )
+
+
+def _stream_token(token: dict) -> bytes:
+    return streaming.sse_data({"token": token, "generated_text": None, "details": None})
 
 
 def _headers(body: GenerateRequest, end: dict) -> dict:

@@ -24,8 +24,9 @@ from chatsite.adapters.selectors import adapters_usable_by, base_model_id
 from chatsite.chat import services, streaming
 from chatsite.chat.api_common import key_user, parse_body, retry_headers, status_of
 from chatsite.chat.errors import ChatError
-from chatsite.chat.protocol import GenerationParams
 from chatsite.chat.request_params import (
+    MAX_TOP_LOGPROBS,
+    ApiParams,
     openai_response_format,
     params_error,
     refuse_unsupported,
@@ -82,11 +83,17 @@ class CompletionRequest(BaseModel):
     # vLLM's extensions (`extra_body`); top_k -1 is vLLM's "all".
     top_k: int | None = Field(default=None, ge=-1)
     repetition_penalty: float | None = Field(default=None, gt=0, le=2)
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
 
-    def params(self) -> GenerationParams:
+    def params(self) -> ApiParams:
         refuse_unsupported(self.model_extra or {})
+        if self.top_logprobs and not self.logprobs:
+            raise ChatError(
+                "bad_request", "Field “top_logprobs”: needs “logprobs”: true as well."
+            )
         stop = [self.stop] if isinstance(self.stop, str) else self.stop
-        return GenerationParams(
+        return ApiParams(
             max_tokens=self.max_completion_tokens or self.max_tokens,
             temperature=self.temperature,
             top_p=self.top_p,
@@ -99,6 +106,8 @@ class CompletionRequest(BaseModel):
             top_k=None if self.top_k == -1 else self.top_k,
             repetition_penalty=self.repetition_penalty,
             response_format=openai_response_format(self.response_format),
+            logprobs=bool(self.logprobs),
+            top_logprobs=self.top_logprobs or 0,
         )
 
 
@@ -197,7 +206,7 @@ def _turns(body: CompletionRequest) -> list[tuple[str, str]]:
     return turns
 
 
-def _params(body: CompletionRequest) -> GenerationParams:
+def _params(body: CompletionRequest) -> ApiParams:
     try:
         return body.params()
     except ValidationError as exc:  # GenerationParams' own bounds (stop sequences, logit_bias)
@@ -225,7 +234,7 @@ def _completion(body: CompletionRequest, exchange, events: list[dict]) -> dict:
                     "content": streaming.text_of(events),
                     "refusal": None,
                 },
-                "logprobs": None,
+                "logprobs": _logprobs(body, events),
                 "finish_reason": FINISH.get(end["reason"], "stop"),
             }
         ],
@@ -246,7 +255,8 @@ async def _chunks(body: CompletionRequest, exchange, key_id: int):
             if envelope is None:
                 yield b": keep-alive\n\n"
             elif kind == "inference.token":
-                yield streaming.sse_data(chunk({"content": envelope["payload"]["text"]}))
+                content = {"content": envelope["payload"]["text"]}
+                yield streaming.sse_data(chunk(content, logprobs=_logprobs(body, [envelope])))
             elif kind == "inference.error":
                 failed = True
                 yield error_event(envelope)
@@ -272,17 +282,45 @@ def _chunk_maker(body, exchange):
         "model": body.model,
     }
 
-    def chunk(delta, finish_reason=None, usage=None) -> dict:
+    def chunk(delta, finish_reason=None, usage=None, logprobs=None) -> dict:
         choices = (
             []
             if delta is None
             else [
-                {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+                {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}
             ]
         )
         return {**base, "choices": choices, **({"usage": usage} if usage else {})}
 
     return chunk
+
+
+def _logprobs(body: CompletionRequest, events: list[dict]) -> dict | None:
+    """OpenAI's `logprobs` of a choice (or of one chunk): the tokens of its text, from the
+    token envelopes (the end token, which has no text, is not listed, as OpenAI lists none)."""
+    if not body.logprobs:
+        return None
+    tokens = [
+        token
+        for envelope in events
+        if envelope["type"] == "inference.token"
+        for token in envelope["payload"].get("tokens", ())
+    ]
+    return {"content": [_token_logprob(token) for token in tokens], "refusal": None}
+
+
+def _token_logprob(token: dict) -> dict:
+    # `bytes`: the UTF-8 of the token's own decoded text (a token holding part of a character
+    # decodes to U+FFFD, and reports that character's bytes).
+    return {
+        "token": token["text"],
+        "logprob": token["logprob"],
+        "bytes": list(token["text"].encode()),
+        "top_logprobs": [
+            {"token": alt["text"], "logprob": alt["logprob"], "bytes": list(alt["text"].encode())}
+            for alt in token.get("top", ())
+        ],
+    }
 
 
 def usage(end: dict) -> dict:

@@ -20,7 +20,7 @@ from chatsite.chat import openai_api, streaming
 from chatsite.chat.api_common import json_object, key_user
 from chatsite.chat.errors import ChatError
 from chatsite.chat.models import Conversation
-from chatsite.chat.protocol import GenerationParams
+from chatsite.chat.request_params import ApiParams
 
 # Fields of OpenAI's CreateCompletionRequest that Patchbay does not implement. Their neutral
 # value (what asks for nothing) is accepted, as clients such as LangChain send it every time;
@@ -30,7 +30,6 @@ NEUTRAL = {
     "echo": False,
     "frequency_penalty": 0,
     "logit_bias": {},
-    "logprobs": None,
     "presence_penalty": 0,
     "suffix": None,
     "user": None,
@@ -51,6 +50,8 @@ class LegacyCompletionRequest(BaseModel):
     stop: str | list[str] | None = None
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
     ignore_eos: bool = False  # vLLM's extension, as on the chat endpoint
+    # The chosen tokens' log-probabilities and this many alternatives (OpenAI's bound: 5).
+    logprobs: int | None = Field(default=None, ge=0, le=5)
 
 
 @csrf_exempt
@@ -83,7 +84,9 @@ async def completions(request):
     return JsonResponse(
         {
             **_head(body, exchange),
-            "choices": [_choice(streaming.text_of(events), _finish(end))],
+            "choices": [
+                _choice(streaming.text_of(events), _finish(end), _logprobs(body, events))
+            ],
             "usage": openai_api.usage(end),
         }
     )
@@ -109,15 +112,17 @@ def _parse(request) -> LegacyCompletionRequest:
         raise ChatError("bad_request", f"Field “{where}”: {err['msg']}.") from None
 
 
-def _params(body: LegacyCompletionRequest) -> GenerationParams:
+def _params(body: LegacyCompletionRequest) -> ApiParams:
     try:
-        return GenerationParams(
+        return ApiParams(
             max_tokens=body.max_tokens,
             temperature=body.temperature,
             top_p=body.top_p,
             seed=body.seed,
             stop=([body.stop] if isinstance(body.stop, str) else body.stop) or None,
             ignore_eos=body.ignore_eos,
+            logprobs=body.logprobs is not None,
+            top_logprobs=body.logprobs or 0,
         )
     except ValidationError as exc:  # GenerationParams' bounds on stop sequences
         raise ChatError("bad_request", f"Field “stop”: {exc.errors()[0]['msg']}.") from None
@@ -128,6 +133,7 @@ async def _chunks(body: LegacyCompletionRequest, exchange, key_id: int):
     [DONE], as on the chat endpoint."""
     head = _head(body, exchange)
     failed = False
+    offset = 0  # text_offset goes on from chunk to chunk
     follow = streaming.follow(exchange.assistant_message, key_id=key_id, started=True)
     async with aclosing(follow) as events:
         async for _, envelope in events:
@@ -136,7 +142,9 @@ async def _chunks(body: LegacyCompletionRequest, exchange, key_id: int):
                 yield b": keep-alive\n\n"
             elif kind == "inference.token":
                 text = envelope["payload"]["text"]
-                yield streaming.sse_data({**head, "choices": [_choice(text, None)]})
+                logprobs = _logprobs(body, [envelope], offset)
+                offset += len(text)
+                yield streaming.sse_data({**head, "choices": [_choice(text, None, logprobs)]})
             elif kind == "inference.error":
                 failed = True
                 yield openai_api.error_event(envelope)
@@ -159,9 +167,34 @@ def _head(body: LegacyCompletionRequest, exchange) -> dict:
     }
 
 
-def _choice(text: str, finish_reason: str | None) -> dict:
+def _choice(text: str, finish_reason: str | None, logprobs: dict | None = None) -> dict:
     # `logprobs` is required (nullable) by OpenAI's schema.
-    return {"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}
+    return {"index": 0, "text": text, "logprobs": logprobs, "finish_reason": finish_reason}
+
+
+def _logprobs(body: LegacyCompletionRequest, events: list[dict], offset: int = 0) -> dict | None:
+    """The legacy shape: parallel lists of the text's tokens (the end token is not listed),
+    their log-probabilities, {alternative: logprob} maps and character offsets in the text."""
+    if body.logprobs is None:
+        return None
+    tokens = [
+        token
+        for envelope in events
+        if envelope["type"] == "inference.token"
+        for token in envelope["payload"].get("tokens", ())
+    ]
+    offsets = []
+    for token in tokens:
+        offsets.append(offset)
+        offset += len(token["text"])
+    return {
+        "tokens": [token["text"] for token in tokens],
+        "token_logprobs": [token["logprob"] for token in tokens],
+        "top_logprobs": [
+            {alt["text"]: alt["logprob"] for alt in token.get("top", ())} for token in tokens
+        ],
+        "text_offset": offsets,
+    }
 
 
 def _finish(end: dict) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 
 from chatsite.chat.errors import ChatError
 from chatsite.chat.protocol import GenerationParams, ResponseFormat
@@ -21,6 +21,17 @@ from inference.errors import InferenceError
 from inference.grammar import json_object_grammar, json_schema_grammar
 
 SCHEMA_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+MAX_TOP_LOGPROBS = 20  # OpenAI's bound; inference.logprobs keeps the same
+
+
+class ApiParams(GenerationParams):
+    """GenerationParams plus what only the OpenAI and LoRAX APIs can report: token details
+    (OpenAI `logprobs`/`top_logprobs`, LoRAX `details`, `return_k_alternatives` and
+    `decoder_input_details`). The socket and the native API have no place to show them."""
+
+    logprobs: bool = False
+    top_logprobs: int = Field(default=0, ge=0, le=MAX_TOP_LOGPROBS)
+    prompt_logprobs: bool = False
 
 
 def grammar_for(response_format: ResponseFormat | None) -> str | None:
@@ -98,7 +109,7 @@ def params_error(exc: ValidationError, prefix: str = "") -> ChatError:
 # OpenAI request fields Patchbay does not implement: refused, never silently ignored.
 OPENAI_UNSUPPORTED = {
     "tools": None, "tool_choice": None, "functions": None, "function_call": None,
-    "parallel_tool_calls": None, "logprobs": (None, False), "top_logprobs": None,
+    "parallel_tool_calls": None,
     "audio": None, "modalities": (None, ["text"]), "prediction": None,
     "web_search_options": None, "reasoning_effort": None, "best_of": (None, 1),
     "echo": (None, False), "suffix": None, "guided_json": None, "guided_regex": None,

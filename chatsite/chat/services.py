@@ -488,6 +488,10 @@ def _sampling(params: GenerationParams, adapter: AdapterDefaults) -> SamplingPar
         repetition_penalty=1.0 if params.repetition_penalty is None else params.repetition_penalty,
         logit_bias=tuple(sorted((int(k), v) for k, v in (params.logit_bias or {}).items())),
         grammar=_grammar(params),
+        # Only the OpenAI and LoRAX APIs ask (request_params.ApiParams).
+        logprobs=getattr(params, "logprobs", False),
+        top_logprobs=getattr(params, "top_logprobs", 0),
+        prompt_logprobs=getattr(params, "prompt_logprobs", False),
     )
 
 

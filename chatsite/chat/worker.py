@@ -194,7 +194,11 @@ class WorkerGeneration:
             self.bytes += len(event.text.encode())
             self.metrics.token()
             index = event.index + self.index_offset
-            self.log.append(envelopes.token(message=self.message_id, text=event.text, index=index))
+            self.log.append(
+                envelopes.token(
+                    message=self.message_id, text=event.text, index=index, tokens=event.tokens
+                )
+            )
             cause = services.cap_reached(
                 text_bytes=self.bytes, elapsed_s=time.monotonic() - self.started_at
             )

@@ -32,8 +32,10 @@ def json_schema(schema, **fields):
         (chat(repetition_penalty=0), "bad_request", "repetition_penalty"),
         (chat(tools=[{"type": "function", "function": {"name": "f"}}]), "unsupported_parameter", "tools"),
         (chat(tool_choice="required"), "unsupported_parameter", "tool_choice"),
-        (chat(logprobs=True), "unsupported_parameter", "logprobs"),
-        (chat(top_logprobs=2), "unsupported_parameter", "top_logprobs"),
+        (chat(top_logprobs=2), "bad_request", "top_logprobs"),  # without logprobs: true
+        (chat(logprobs=True, top_logprobs=21), "bad_request", "top_logprobs"),
+        (chat(logprobs=True, top_logprobs=-1), "bad_request", "top_logprobs"),
+        (chat(logprobs="yes"), "bad_request", "logprobs"),
         (chat(response_format={"type": "json_object"}, ignore_eos=True), "bad_request", "ignore_eos"),
     ],
 )
@@ -42,6 +44,14 @@ def test_it_refuses_bad_openai_parameters_naming_them(call, body, code, param):
 
     assert (status, answer["error"]["code"], answer["error"]["param"]) == (400, code, param)
     assert answer["error"]["message"].endswith(".")
+    assert nothing_stored()
+
+
+def test_it_refuses_decoder_input_details_in_a_lorax_stream_as_lorax_does(call):
+    status, answer, _ = call("/lorax/generate_stream", generate(decoder_input_details=True))
+
+    assert (status, answer["error_type"]) == (422, "validation")
+    assert "decoder_input_details" in answer["error"] and "stream" in answer["error"]
     assert nothing_stored()
 
 
@@ -62,6 +72,8 @@ def test_it_says_why_a_schema_cannot_be_enforced(call):
         ({"truncate": 10}, "truncate"),
         ({"frequency_penalty": 0.5}, "frequency_penalty"),
         ({"watermark": True}, "watermark"),
+        ({"return_k_alternatives": 21}, "return_k_alternatives"),
+        ({"decoder_input_details": True, "details": False}, "decoder_input_details"),
     ],
 )
 def test_it_refuses_bad_lorax_parameters_naming_them(call, parameters, words):

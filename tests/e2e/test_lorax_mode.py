@@ -69,8 +69,9 @@ def servers(demo_model, tmp_path_factory):
             manage(web_env, "make_demo_model")  # the same adapter slugs as the upstream's
             manage(web_env, "import_adapter", str(tmp / "web-adapters" / "demo-poet"),
                    "--slug", "demo-only-here")
+            web_key = api_key_for(web_env, "lorax-details")
             with daphne(web_env, tmp / "web.log") as web:
-                yield web, upstream, key
+                yield web, upstream, key, web_key
 
 
 @pytest.fixture
@@ -115,7 +116,7 @@ def upstream_answers(upstream: str, key: str) -> list[dict]:
 
 
 async def test_it_stops_the_upstream_stream_and_keeps_the_partial_text(servers):
-    web, upstream, key = servers
+    web, upstream, key, _ = servers
     session = sign_up(web, "lars")
     ws = await open_socket(web, session)
     try:
@@ -157,3 +158,27 @@ def test_it_refuses_to_start_without_lorax_url(tmp_path):
     assert done.returncode != 0 and "LORAX_URL" in done.stderr
 
 
+
+
+
+def test_it_passes_on_the_upstream_token_details_and_refuses_what_it_cannot(servers):
+    web, upstream, upstream_key, web_key = servers
+    body = {"inputs": "Tell me about rivers.", "parameters": {"max_new_tokens": 6, "details": True}}
+
+    def generate(base_url, key):
+        return requests.post(
+            f"{base_url}/lorax/generate", json=body,
+            headers={"Authorization": f"Bearer {key}"}, timeout=60,
+        )
+
+    answer, direct = generate(web, web_key).json(), generate(upstream, upstream_key).json()
+    body["parameters"]["return_k_alternatives"] = 2
+    refused = generate(web, web_key)
+
+    # Greedy, so the upstream answers both alike: the web passes its tokens on as they came.
+    assert answer["generated_text"] == direct["generated_text"]
+    assert answer["details"]["tokens"] == direct["details"]["tokens"]
+    assert len(answer["details"]["tokens"]) == answer["details"]["generated_tokens"]
+    assert answer["details"]["finish_reason"] == direct["details"]["finish_reason"]
+    assert refused.status_code == 422
+    assert "return_k_alternatives" in refused.json()["error"]
