@@ -57,8 +57,11 @@ def resume(redis, message_id: int, *, lost_worker: str, entries: list[dict] | No
     # One token event per decoded delta: almost always one model token, never fewer.
     generated = len(tokens) - int(task["earlier"])
     params = json.loads(task["params"])
-    remaining = params["max_tokens"] - generated
+    remaining = params["max_new_tokens"] - generated
     if count > settings.FAILOVER_MAX or remaining < 1:
+        return False
+    if params.get("grammar") and tokens:
+        # A constrained answer cannot go on mid-way: the grammar would start again at its top.
         return False
     adapter = entries[0]["payload"].get("adapter") if entries[0]["type"] == "inference.start" else None
     chosen = task_routing.route_failover(redis, adapter, lost=lost_worker)
@@ -76,7 +79,7 @@ def resume(redis, message_id: int, *, lost_worker: str, entries: list[dict] | No
         "failover": count,
     }
     try:
-        _enqueue(redis, message_id, chosen, (message_id, {**params, "max_tokens": remaining},
+        _enqueue(redis, message_id, chosen, (message_id, {**params, "max_new_tokens": remaining},
                                               kind, float(task["grace_s"])), point)
     except Exception:  # the broker is away: the caller ends the answer instead
         log.warning("answer %s: could not queue its failover", message_id, exc_info=True)

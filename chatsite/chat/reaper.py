@@ -60,8 +60,11 @@ def _end_lost(redis, message_id: int, worker: str) -> bool:
     that order, so a client that saw the end reads the final text, and the worker cannot add to
     it meanwhile. False when it failed over."""
     entries = tokenlog.take_over(redis, message_id)
-    if failover.resume(redis, message_id, lost_worker=worker, entries=entries):
-        return False
+    try:
+        if failover.resume(redis, message_id, lost_worker=worker, entries=entries):
+            return False
+    except Exception:  # a failover that cannot be made must not keep the answer from ending
+        log.exception("answer %s: failover failed; ending it", message_id)
     content = tokenlog.text_of(entries) if entries else None
     seq = tokenlog.last_seq(redis, message_id) + 1
     if services.generation_worker_lost(
