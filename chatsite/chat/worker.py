@@ -8,7 +8,7 @@ stream caps, and saves the final state. Two daemon threads per process: a heartb
 writes the worker's routing record (task_routing.py), and a listener on the control channel that
 wakes the right task at once on Stop or on a client leaving.
 
-Redis may go away for a while (docs/ARCHITECTURE.md, "Worker loss"): envelopes then wait in the
+Redis may go away for a while (docs/ARCHITECTURE.md, "Worker loss and failover"): envelopes then wait in the
 generation's `LogWriter` and are retried with backoff while the engine goes on; both threads
 retry too. A worker that cannot publish for WORKER_LOST_AFTER_S stops generating and hands the
 answer over: the reaper ends it from its token log, or the worker does once Redis is back.
