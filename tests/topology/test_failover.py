@@ -3,15 +3,18 @@ worker is killed goes on from another worker, once; past FAILOVER_MAX it ends wo
 
 import asyncio
 import json
+import threading
 import time
 
 import pytest
+import requests
 
 from chatsite.chat import tokenlog
 from tests.e2e.clients import chat_frame, message, open_socket, text_of
 from tests.e2e.servers import Server, sign_up
 from tests.holding import HELD, HELD_ENV
 from tests.topology.conftest import deployment, routing_name
+from tests.topology.test_sse_resume import api_key
 from tests.topology.test_sse_resume import events as sse_events
 
 pytestmark = [pytest.mark.e2e, pytest.mark.services, pytest.mark.timeout(900)]
@@ -207,3 +210,93 @@ def test_it_ends_an_answer_worker_lost_as_before_with_failover_off(pair):
     answer = saved(pair, session, events)
     assert (answer["status"], answer["error"]["code"]) == ("error", "worker_lost")
     assert answer["content"] == text_of(events)
+
+
+# --- the foreign streams: they pass over the notice ---------------------------------------------
+BUDGET = 3000  # ends by itself (length) a few seconds after the failover on the demo model
+
+
+def openai_stream(stack, key: str):
+    body = {"model": "demo-chef", "messages": [{"role": "user", "content": "Tell me a story."}],
+            "stream": True, "max_tokens": BUDGET, "temperature": 0, "ignore_eos": True}
+    return requests.post(f"{stack.base_url}/v1/chat/completions", json=body, stream=True,
+                         headers={"Authorization": f"Bearer {key}"}, timeout=WITHIN_S)
+
+
+def lorax_stream(stack, key: str):
+    body = {"inputs": "Tell me a story.", "parameters": {
+        "adapter_id": "demo-chef", "max_new_tokens": BUDGET, "ignore_eos_token": True}}
+    return requests.post(f"{stack.base_url}/lorax/generate_stream", json=body, stream=True,
+                         headers={"Authorization": f"Bearer {key}"}, timeout=WITHIN_S)
+
+
+def openai_text(events: list) -> str:
+    return "".join(
+        choice["delta"].get("content", "") for e in events if e != "[DONE]" for choice in e["choices"]
+    )
+
+
+def lorax_text(events: list) -> str:
+    return "".join(e["token"]["text"] for e in events if not e["token"]["special"])
+
+
+class Reader:
+    """Every `data:` payload of an SSE response, read in a thread while the test kills workers."""
+
+    def __init__(self, response):
+        self.events: list = []
+        self.thread = threading.Thread(target=self._read, args=(response,), daemon=True)
+        self.thread.start()
+
+    def _read(self, response):
+        with response:
+            for line in response.iter_lines(decode_unicode=True):
+                if line.startswith("data:"):
+                    data = line[5:].strip()
+                    self.events.append(data if data == "[DONE]" else json.loads(data))
+
+    def wait(self, count: int):
+        deadline = time.monotonic() + WITHIN_S
+        while len(self.events) < count and self.thread.is_alive():
+            assert time.monotonic() < deadline, self.events[-3:]
+            time.sleep(0.05)
+
+
+def newest_answer(stack) -> int:
+    return max(int(key.split(b":")[2]) for key in stack.redis.scan_iter("patchbay:gen:*:task"))
+
+
+def log_types(stack, message_id: int) -> list[str]:
+    return [tokenlog.decode(fields)["type"]
+            for _, fields in stack.redis.xrange(tokenlog.stream_key(message_id))]
+
+
+@pytest.mark.parametrize("stream", [openai_stream, lorax_stream])
+def test_it_keeps_an_api_stream_going_over_a_failover(pair, stream):
+    sign_up(pair.base_url, f"api{stream.__name__[:5]}")
+    key = api_key(pair, f"api{stream.__name__[:5]}")
+    reader = Reader(stream(pair, key))
+    reader.wait(4)
+    answer = newest_answer(pair)
+    try:
+        victim = serving(pair, answer)
+        victim.kill()
+        reader.thread.join(timeout=WITHIN_S + BUDGET / 10)
+        assert not reader.thread.is_alive(), "the stream did not end"
+    finally:
+        pair.start_worker()
+
+    assert log_types(pair, answer).count("inference.notice") == 1  # it did fail over
+    saved_answer = requests.get(f"{pair.base_url}/api/v1/messages/{answer}/",
+                                headers={"Authorization": f"Bearer {key}"}, timeout=30).json()
+    assert saved_answer["status"] == "complete"
+    assert not [e for e in reader.events if isinstance(e, dict) and "error" in e]
+    if stream is openai_stream:
+        assert reader.events[-1] == "[DONE]"
+        assert reader.events[-2]["choices"][0]["finish_reason"] == "length"
+        assert openai_text(reader.events) == saved_answer["content"]
+    else:
+        last = reader.events[-1]
+        assert last["details"]["finish_reason"] == "length"
+        assert last["generated_text"] == saved_answer["content"] == lorax_text(reader.events)
+        assert last["details"]["generated_tokens"] == BUDGET  # both workers' tokens, one budget
