@@ -281,6 +281,7 @@ def test_it_keeps_an_api_stream_going_over_a_failover(pair, stream):
     try:
         victim = serving(pair, answer)
         victim.kill()
+        assert "inference.end" not in log_types(pair, answer), "ended before the kill: raise BUDGET"
         reader.thread.join(timeout=WITHIN_S + BUDGET / 10)
         assert not reader.thread.is_alive(), "the stream did not end"
     finally:
