@@ -8,10 +8,12 @@ stream caps, and saves the final state. Two daemon threads per process: a heartb
 writes the worker's routing record (task_routing.py), and a listener on the control channel that
 wakes the right task at once on Stop or on a client leaving.
 
-Redis may go away for a while (docs/ARCHITECTURE.md, "Worker loss and failover"): envelopes then wait in the
-generation's `LogWriter` and are retried with backoff while the engine goes on; both threads
-retry too. A worker that cannot publish for WORKER_LOST_AFTER_S stops generating and hands the
-answer over: the reaper ends it from its token log, or the worker does once Redis is back.
+Redis may go away for a while (docs/ARCHITECTURE.md, "Worker loss and failover"): envelopes
+then wait in the generation's `LogWriter` and are retried with backoff while the engine goes
+on; both threads retry too. A worker that cannot publish for WORKER_LOST_AFTER_S stops
+generating and hands the answer over: the reaper fails it over or ends it from its token log,
+or the worker ends it once Redis is back. A task with `resume` goes on with an answer whose
+worker died, after its log's last entry (failover.py).
 """
 
 from __future__ import annotations
@@ -96,7 +98,9 @@ def generate(
             _running -= 1
 
 
-def _generate(message_id: int, params: dict, kind: str, grace_s: float, resume: dict | None) -> None:
+def _generate(
+    message_id: int, params: dict, kind: str, grace_s: float, resume: dict | None
+) -> None:
     _ensure_process_threads()
     redis = tokenlog.sync_client()
     if not services.generation_claim(message_id=message_id, worker=WORKER_NAME):
