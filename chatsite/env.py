@@ -61,6 +61,7 @@ class Environment(BaseSettings):
     WORKER_HEARTBEAT_S: float = Field(default=1.0, gt=0)
     WORKER_LOST_AFTER_S: float = Field(default=15.0, gt=0)
     WORKER_CONCURRENCY: int = Field(default=16, ge=1)
+    FAILOVER_MAX: int = Field(default=1, ge=0)  # celery mode: per answer; 0 ends it worker_lost
     ROUTING_AFFINITY: bool = True  # celery mode: send a task to a worker holding its adapter
     MAX_PROMPT_CHARS: int = Field(default=32000, ge=1)
     MAX_NEW_TOKENS: int = Field(default=1024, ge=1)

@@ -176,7 +176,9 @@ class MessageStream(APIView):
             (200, "text/event-stream"): OpenApiResponse(
                 SSE_EVENT,
                 description="Server-sent events: `retry:`, then inference.start, "
-                "inference.token…, inference.error, inference.end (docs/PROTOCOL.md §1).",
+                "inference.token…, inference.error, inference.end (docs/PROTOCOL.md §1); in "
+                "celery mode an inference.notice (worker_lost, resumed) where the answer "
+                "failed over to another worker.",
             ),
             204: OpenApiResponse(
                 description="The answer has ended and Last-Event-ID is its end: nothing more "

@@ -82,6 +82,16 @@ def error(err: ChatError, *, message: int | None = None) -> dict:
     return _envelope("inference.error", code=err.code, message=err.message, message_id=message)
 
 
+def notice(err: ChatError, *, message: int, resumed: bool) -> dict:
+    """Something happened to a live answer that does not end it (docs/ARCHITECTURE.md, "Worker
+    loss and failover"): `worker_lost` with `resumed` true when another worker goes on with it.
+    Named like an error (`message` is the sentence); clients that do not know it pass over it."""
+    return _envelope(
+        "inference.notice", code=err.code, message=err.message, message_id=message,
+        resumed=resumed,
+    )
+
+
 def rejection(err: ChatError) -> list[dict]:
     """A request refused before any generation began: an error, then its end."""
     return [error(err), end(message=None, reason="error")]

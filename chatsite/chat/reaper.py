@@ -1,10 +1,13 @@
-"""Ends generations whose worker went silent (docs/ARCHITECTURE.md, "Failures").
+"""Ends generations whose worker went silent, or fails them over (docs/ARCHITECTURE.md,
+"Worker loss and failover").
 
 Workers refresh a heartbeat key that expires after WORKER_LOST_AFTER_S. An answer still
 streaming whose worker's heartbeat is gone is taken over (its worker, should it come back, can
-append nothing more), ended as `error` / `worker_lost` with the text of its token log (what any
-client was shown; the last checkpoint when the log is gone), and its log gets the error and the
-end, so live clients hear about it. So is
+append nothing more). Then, while `FAILOVER_MAX` allows and another worker is alive, it is
+queued again on that worker, which goes on from the log's text (failover.py); otherwise it is
+ended as `error` / `worker_lost` with the text of its token log (what any client was shown; the
+last checkpoint when the log is gone), and its log gets the error and the end, so live clients
+hear about it. So is
 an answer never started whose task the web tier sent to the own queue of a worker that is now
 gone: no other worker reads that queue, so it would wait forever.
 """
@@ -18,7 +21,7 @@ from django.conf import settings
 from django.db import DatabaseError, close_old_connections
 from redis.exceptions import RedisError
 
-from chatsite.chat import envelopes, services, task_routing, tokenlog
+from chatsite.chat import envelopes, failover, services, task_routing, tokenlog
 from chatsite.chat.errors import ChatError
 from chatsite.chat.models import Message
 
@@ -46,16 +49,22 @@ def _reap_streaming(redis) -> list[int]:
     for message_id, worker in streaming.values_list("id", "worker"):
         if redis.exists(tokenlog.heartbeat_key(worker)):
             continue
-        _end_lost(redis, message_id)
+        if _end_lost(redis, message_id, worker):
+            log.warning("answer %s: worker %s went silent; ended as worker_lost", message_id, worker)
         reaped.append(message_id)
-        log.warning("answer %s: worker %s went silent; ended as worker_lost", message_id, worker)
     return reaped
 
 
-def _end_lost(redis, message_id: int) -> None:
-    """Take the answer over, save what its log holds, then end the log: in that order, so a
-    client that saw the end reads the final text, and the worker cannot add to it meanwhile."""
+def _end_lost(redis, message_id: int, worker: str) -> bool:
+    """Take the answer over, then fail it over, or save what its log holds and end the log: in
+    that order, so a client that saw the end reads the final text, and the worker cannot add to
+    it meanwhile. False when it failed over."""
     entries = tokenlog.take_over(redis, message_id)
+    try:
+        if failover.resume(redis, message_id, lost_worker=worker, entries=entries):
+            return False
+    except Exception:  # a failover that cannot be made must not keep the answer from ending
+        log.exception("answer %s: failover failed; ending it", message_id)
     content = tokenlog.text_of(entries) if entries else None
     seq = tokenlog.last_seq(redis, message_id) + 1
     if services.generation_worker_lost(
@@ -67,6 +76,7 @@ def _end_lost(redis, message_id: int) -> None:
         saved = Message.objects.select_related("adapter").get(pk=message_id)
         tail = envelopes.from_saved(saved)[-2 if saved.error_code else -1:]
         _append_all(redis, message_id, seq, tail)
+    return True
 
 
 def _reap_stranded(redis) -> list[int]:
@@ -76,7 +86,11 @@ def _reap_stranded(redis) -> list[int]:
     if not pending:
         return []
     owners = redis.mget([tokenlog.owner_key(message_id) for message_id in pending])
-    routed = {m: owner.decode() for m, owner in zip(pending, owners) if owner}
+    # A failover sent to the shared queue leaves the owner key the reaper's: any worker takes it.
+    routed = {
+        m: owner.decode() for m, owner in zip(pending, owners)
+        if owner and owner.decode() != tokenlog.REAPER
+    }
     reaped = []
     for message_id, worker in routed.items():
         if redis.exists(tokenlog.heartbeat_key(worker)):

@@ -16,7 +16,7 @@ import uuid
 from django.conf import settings
 from redis.exceptions import RedisError
 
-from chatsite.chat import envelopes, services, task_routing, tokenlog
+from chatsite.chat import envelopes, failover, services, task_routing, tokenlog
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +53,12 @@ async def remote_run(exchange: services.Exchange) -> "RemoteRun":
     for seq, envelope in enumerate(log):
         pipe.xadd(key, {"e": _json(envelope)}, id=tokenlog.entry_id(seq))
     task_routing.record(pipe, answer.pk, chosen)
-    await pipe.execute()
     params = dataclasses.asdict(exchange.request.params)
+    failover.remember_task(
+        pipe, answer.pk, params=params, kind=exchange.kind,
+        grace_s=settings.STREAM_RESUME_GRACE_S, earlier=bool(answer.content),
+    )
+    await pipe.execute()
     await sync_to_async(generate.apply_async)(
         (answer.pk, params, exchange.kind, settings.STREAM_RESUME_GRACE_S),
         {"routed_to": chosen.worker},

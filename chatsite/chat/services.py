@@ -261,8 +261,10 @@ def generation_request(*, message_id: int, params: dict, kind: str) -> Generatio
 def _request_for(answer: Message, sampling: SamplingParams, kind: str) -> GenerationRequest:
     adapter = adapter_ref(answer.adapter) if answer.adapter else None
     if kind == RAW:
+        # An answer that already has text (one that failed over) goes on after it.
         return GenerationRequest(
-            id=f"message-{answer.pk}", prompt=answer.parent.content, adapter=adapter,
+            id=f"message-{answer.pk}", prompt=answer.parent.content + answer.content,
+            adapter=adapter,
             params=sampling,
         )
     # A continuation extends the answer itself, as the last, unfinished turn.
@@ -274,6 +276,19 @@ def _request_for(answer: Message, sampling: SamplingParams, kind: str) -> Genera
         adapter=adapter,
         params=sampling,
         continue_final_message=kind == CONTINUE,
+    )
+
+
+def generation_fail_over(*, message_id: int, lost_worker: str, content: str) -> bool:
+    """Hand a streaming answer whose worker died back to the queue, with the text its log
+    holds: pending again and nobody's, so the lost worker can save nothing more (its writes
+    name it) and the next worker can claim it. False when it ended or moved meanwhile."""
+    return bool(
+        Message.objects.filter(
+            pk=message_id, status=Message.Status.STREAMING, worker=lost_worker
+        ).update(
+            status=Message.Status.PENDING, worker="", content=content, updated_at=timezone.now()
+        )
     )
 
 
@@ -323,9 +338,15 @@ def generation_earlier_text(*, message_id: int) -> str:
 CHECKPOINT_ROWS = 500
 
 
-def generation_checkpoint(*, message_id: int, content: str) -> None:
-    """Save the text so far of a live generation (a no-op once it has ended)."""
-    generation_checkpoints({message_id: content})
+def generation_checkpoint(*, message_id: int, content: str, worker: str | None = None) -> None:
+    """Save the text so far of a live generation (a no-op once it has ended). With `worker`,
+    only while the answer is still that worker's (after a failover it is not)."""
+    if worker is None:
+        generation_checkpoints({message_id: content})
+    else:
+        Message.objects.filter(
+            pk=message_id, status__in=Message.LIVE_STATUSES, worker=worker
+        ).update(content=content, status=Message.Status.STREAMING, updated_at=timezone.now())
 
 
 def generation_checkpoints(texts: dict[int, str], *, alive: str | None = None) -> None:
@@ -355,9 +376,12 @@ def generation_checkpoints(texts: dict[int, str], *, alive: str | None = None) -
 def generation_finish(
     *, message_id: int, content: str, finished: Finished, cancel_cause: str | None = None,
     error_code: str = "", error_text: str = "", end_event_id: int | None = None,
+    worker: str | None = None,
 ) -> None:
-    """Save the final state of a generation. Only the first end counts."""
-    Message.objects.filter(pk=message_id, status__in=Message.LIVE_STATUSES).update(
+    """Save the final state of a generation. Only the first end counts; with `worker`, only
+    while the answer is still that worker's."""
+    mine = {} if worker is None else {"worker": worker}
+    Message.objects.filter(pk=message_id, status__in=Message.LIVE_STATUSES, **mine).update(
         end_event_id=end_event_id,
         content=content,
         status=status_for(finished, cancel_cause),
@@ -434,13 +458,15 @@ def cap_reached(*, text_bytes: int, elapsed_s: float) -> str | None:
 def generation_worker_lost(
     *, message_id: int, message: str, statuses: tuple[str, ...] = Message.LIVE_STATUSES,
     end_event_id: int | None = None,
-    content: str | None = None,
+    content: str | None = None, worker: str | None = None,
 ) -> bool:
     """End an answer whose worker went silent, with `content` (the text its clients were
-    shown) or else its last checkpoint; only while its status is one of `statuses`."""
+    shown) or else its last checkpoint; only while its status is one of `statuses` (and, with
+    `worker`, while it is still that worker's)."""
     text = {} if content is None else {"content": content}
+    mine = {} if worker is None else {"worker": worker}
     return bool(
-        Message.objects.filter(pk=message_id, status__in=statuses).update(
+        Message.objects.filter(pk=message_id, status__in=statuses, **mine).update(
             end_event_id=end_event_id,
             status=Message.Status.ERROR,
             finish_reason="error",

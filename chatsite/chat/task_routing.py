@@ -132,6 +132,20 @@ def record(pipe, message_id: int, chosen: Route) -> None:
         pipe.set(tokenlog.owner_key(message_id), chosen.worker)
 
 
+# --- the reaper side ----------------------------------------------------------------------------
+def route_failover(redis, adapter: str | None, *, lost: str) -> Route | None:
+    """Where an answer whose worker `lost` died goes on (failover.py): chosen as `route` does,
+    among the other live workers; None when there is none."""
+    pipe = redis.pipeline(transaction=False)
+    pipe.hgetall(tokenlog.WORKERS_KEY)
+    pipe.hgetall(tokenlog.ROUTED_KEY)
+    records, routed = pipe.execute()
+    workers = [w for w in parse_registry(records, routed, time.time()) if w.name != lost]
+    if not workers:
+        return None
+    return choose(workers, adapter) if settings.ROUTING_AFFINITY else SHARED
+
+
 # --- the worker side ----------------------------------------------------------------------------
 def write_state(pipe, *, worker: str, adapters: list[str], live: int, capacity: int | None) -> None:
     """This worker's record, written with its heartbeat."""

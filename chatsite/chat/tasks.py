@@ -8,9 +8,10 @@ from chatsite.chat import task_routing, worker
 
 @shared_task(name="chatsite.chat.tasks.generate", acks_late=False, ignore_result=True)
 def generate(
-    message_id: int, params: dict, kind: str, grace_s: float, routed_to: str | None = None
+    message_id: int, params: dict, kind: str, grace_s: float, routed_to: str | None = None,
+    resume: dict | None = None,
 ) -> None:
-    worker.generate(message_id, params, kind, grace_s, routed_to=routed_to)
+    worker.generate(message_id, params, kind, grace_s, routed_to=routed_to, resume=resume)
 
 
 @celeryd_after_setup.connect

@@ -13,6 +13,8 @@ Beside the stream:
 - `patchbay:db<N>:control`, a pub/sub channel that wakes workers at once on stop or on a client
   leaving. Redis pub/sub ignores the database number, so the channel's name carries it: two
   deployments that share one Redis server on different databases never hear each other.
+- `...:task`, a hash: the task the web tier queued (its sampling parameters, kind and grace) and
+  how many times the answer has failed over to another worker since (`failover.py`).
 - `...:worker`, the answer's owner: the worker the web tier routed it to, then the worker that
   claims it. A worker appends only while the owner key names it (or is missing); the reaper
   takes the key over before it ends an answer, so a worker that comes back from a Redis cut
@@ -56,6 +58,10 @@ def stop_key(message_id: int) -> str:
 
 def owner_key(message_id: int) -> str:
     return f"{PREFIX}:gen:{message_id}:worker"
+
+
+def task_key(message_id: int) -> str:
+    return f"{PREFIX}:gen:{message_id}:task"
 
 
 def heartbeat_key(worker: str) -> str:
@@ -134,7 +140,7 @@ def close(redis, message_id: int) -> None:
     ttl = int(settings.TOKEN_LOG_TTL_S)
     pipe = redis.pipeline()
     for key in (stream_key(message_id), watchers_key(message_id), stop_key(message_id),
-                owner_key(message_id)):
+                owner_key(message_id), task_key(message_id)):
         pipe.expire(key, ttl)
     pipe.execute()
 

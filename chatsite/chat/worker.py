@@ -8,14 +8,17 @@ stream caps, and saves the final state. Two daemon threads per process: a heartb
 writes the worker's routing record (task_routing.py), and a listener on the control channel that
 wakes the right task at once on Stop or on a client leaving.
 
-Redis may go away for a while (docs/ARCHITECTURE.md, "Worker loss"): envelopes then wait in the
-generation's `LogWriter` and are retried with backoff while the engine goes on; both threads
-retry too. A worker that cannot publish for WORKER_LOST_AFTER_S stops generating and hands the
-answer over: the reaper ends it from its token log, or the worker does once Redis is back.
+Redis may go away for a while (docs/ARCHITECTURE.md, "Worker loss and failover"): envelopes
+then wait in the generation's `LogWriter` and are retried with backoff while the engine goes
+on; both threads retry too. A worker that cannot publish for WORKER_LOST_AFTER_S stops
+generating and hands the answer over: the reaper fails it over or ends it from its token log,
+or the worker ends it once Redis is back. A task with `resume` goes on with an answer whose
+worker died, after its log's last entry (failover.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import queue
@@ -27,7 +30,15 @@ from django.conf import settings
 from django.db import close_old_connections
 from redis.exceptions import ConnectionError, RedisError
 
-from chatsite.chat import checkpoints, envelopes, metrics, services, task_routing, tokenlog
+from chatsite.chat import (
+    checkpoints,
+    envelopes,
+    failover,
+    metrics,
+    services,
+    task_routing,
+    tokenlog,
+)
 from chatsite.chat.engine import loaded_engine, local_engine
 from chatsite.chat.errors import ChatError
 from inference.types import (
@@ -66,25 +77,30 @@ _capacity: int | None = None  # pool threads
 
 
 def generate(
-    message_id: int, params: dict, kind: str, grace_s: float, routed_to: str | None = None
+    message_id: int, params: dict, kind: str, grace_s: float, routed_to: str | None = None,
+    resume: dict | None = None,
 ) -> None:
     """Run one generation to its end in this thread (called by the Celery task).
 
     `grace_s` comes from the web tier that took the request: the disconnect policy is the web
     tier's setting, the worker only applies it. `routed_to` names the worker whose own queue
-    the task was sent to (None: the shared queue)."""
+    the task was sent to (None: the shared queue). `resume`: this answer failed over from a
+    worker that died (failover.py): the log's last `seq`, the next token `index`, the tokens
+    `generated` before and which `failover` this is."""
     global _running, _taken_since_beat
     with _counts:
         _running += 1
         _taken_since_beat += routed_to == WORKER_NAME
     try:
-        _generate(message_id, params, kind, grace_s)
+        _generate(message_id, params, kind, grace_s, resume)
     finally:
         with _counts:
             _running -= 1
 
 
-def _generate(message_id: int, params: dict, kind: str, grace_s: float) -> None:
+def _generate(
+    message_id: int, params: dict, kind: str, grace_s: float, resume: dict | None
+) -> None:
     _ensure_process_threads()
     redis = tokenlog.sync_client()
     if not services.generation_claim(message_id=message_id, worker=WORKER_NAME):
@@ -96,7 +112,7 @@ def _generate(message_id: int, params: dict, kind: str, grace_s: float) -> None:
         log.warning("answer %s: owner key not written", message_id)
     request = services.generation_request(message_id=message_id, params=params, kind=kind)
     earlier = services.generation_earlier_text(message_id=message_id)
-    generation = WorkerGeneration(message_id, request, redis, grace_s, earlier)
+    generation = WorkerGeneration(message_id, request, redis, grace_s, earlier, resume)
     # A generation lasts seconds to minutes: its thread gives its database connection back
     # between writes, so that a pool far smaller than the pool threads serves them all.
     close_old_connections()
@@ -109,7 +125,8 @@ def _generate(message_id: int, params: dict, kind: str, grace_s: float) -> None:
 
 class WorkerGeneration:
     def __init__(
-        self, message_id: int, request: GenerationRequest, redis, grace_s: float, earlier: str
+        self, message_id: int, request: GenerationRequest, redis, grace_s: float, earlier: str,
+        resume: dict | None = None,
     ):
         self.message_id = message_id
         self.grace_s = grace_s
@@ -118,9 +135,15 @@ class WorkerGeneration:
         self.events: queue.Queue[Event | str] = queue.Queue()
         self.engine: Engine | None = None
         # The web tier wrote the start event (seq 0) and, for a continuation, the earlier text
-        # as token 0 (seq 1); new tokens are numbered after them.
-        self.log = LogWriter(redis, message_id, seq=1 if earlier else 0, earlier=earlier)
-        self.index_offset = 1 if earlier else 0
+        # as token 0 (seq 1); new tokens are numbered after them. A failover goes on after the
+        # log's last entry, its earlier text all the log's tokens.
+        self.resume = resume
+        if resume:
+            self.log = LogWriter(redis, message_id, seq=resume["seq"], earlier=earlier)
+            self.index_offset = resume["index"]
+        else:
+            self.log = LogWriter(redis, message_id, seq=1 if earlier else 0, earlier=earlier)
+            self.index_offset = 1 if earlier else 0
         self.bytes = 0
         self.failed: Failed | None = None
         self.finished: Finished | None = None
@@ -138,6 +161,10 @@ class WorkerGeneration:
             self.metrics.end()
 
     def _run(self) -> None:
+        if self.resume:  # before anything else: followers learn why the answer paused
+            self.log.append(
+                envelopes.notice(failover.RESUMED, message=self.message_id, resumed=True)
+            )
         try:
             self.engine = local_engine()
         except ChatError as err:
@@ -213,7 +240,12 @@ class WorkerGeneration:
 
     def _finish(self, finished: Finished) -> None:
         """Every envelope is out: save the final state, then append the end."""
+        if self.resume:  # the usage of the whole answer, its lost worker's tokens too
+            finished = dataclasses.replace(
+                finished, completion_tokens=finished.completion_tokens + self.resume["generated"]
+            )
         services.generation_finish(
+            worker=WORKER_NAME,
             message_id=self.message_id,
             content=self.log.text,
             finished=finished,
@@ -238,6 +270,7 @@ class WorkerGeneration:
             return  # the reaper took it over, or Redis never came back
         if services.generation_worker_lost(
             message_id=self.message_id, message=CUT_OFF.message, content=self.log.text,
+            worker=WORKER_NAME,
             end_event_id=self.log.seq + 2,  # after the error, appended next
         ):
             self.log.append(envelopes.error(CUT_OFF, message=self.message_id))
@@ -281,7 +314,7 @@ class WorkerGeneration:
         text = self.log.text
         if len(text) != self.saved_chars:
             self.saved_chars = len(text)
-            services.generation_checkpoint(message_id=self.message_id, content=text)
+            services.generation_checkpoint(message_id=self.message_id, content=text, worker=WORKER_NAME)
             close_old_connections()
 
 

@@ -1,12 +1,13 @@
 """The reaper ends an answer whose worker went silent with the text of its token log, and its
 worker can write nothing to that log afterwards (real Redis)."""
 
+import json
 import os
 
 import pytest
 import redis
 
-from chatsite.chat import envelopes, reaper, tokenlog
+from chatsite.chat import envelopes, failover, reaper, task_routing, tokenlog
 from chatsite.chat.models import Conversation, Message
 from tests.conftest import require_service
 
@@ -30,7 +31,7 @@ def answer(owner, client):
         content="Once",
     )
     for key in (tokenlog.stream_key(message.pk), tokenlog.owner_key(message.pk),
-                tokenlog.heartbeat_key("w-gone")):
+                tokenlog.task_key(message.pk), tokenlog.heartbeat_key("w-gone")):
         client.delete(key)
     client.set(tokenlog.owner_key(message.pk), "w-gone")
     log = [envelopes.start(message=message.pk, conversation=conversation.pk, adapter=None),
@@ -75,3 +76,42 @@ def test_it_leaves_alone_an_answer_whose_worker_still_beats(client, answer):
     answer.refresh_from_db()
     assert answer.status == "streaming"
     client.delete(tokenlog.heartbeat_key("w-gone"))
+
+
+# --- when it does not fail over (the failover itself: tests/topology/test_failover.py) ---------
+def remember(client, answer, *, failovers=0, grammar=None, workers=("w-alive",)):
+    """The task record the web tier writes, and live routing records for `workers`."""
+    pipe = client.pipeline()
+    params = {"max_new_tokens": 50, "temperature": 0.0, "grammar": grammar}
+    failover.remember_task(pipe, answer.pk, params=params, kind="chat", grace_s=10, earlier=False)
+    pipe.hset(tokenlog.task_key(answer.pk), "failovers", failovers)
+    pipe.delete(tokenlog.WORKERS_KEY)
+    for name in workers:
+        task_routing.write_state(pipe, worker=name, adapters=[], live=0, capacity=16)
+    pipe.execute()
+
+
+@pytest.mark.parametrize("why", ["failover off", "past the limit", "no other worker",
+                                 "constrained", "budget spent"])
+def test_it_ends_the_answer_as_before_when_it_may_not_or_cannot_fail_over(
+    client, answer, settings, caplog, why
+):
+    settings.FAILOVER_MAX = 0 if why == "failover off" else 1
+    remember(
+        client, answer, failovers=1 if why == "past the limit" else 0,
+        grammar='start: "x"' if why == "constrained" else None,
+        workers=("w-gone",) if why == "no other worker" else ("w-alive",),
+    )
+    if why == "budget spent":
+        params = {"max_new_tokens": 2, "temperature": 0.0}
+        client.hset(tokenlog.task_key(answer.pk), "params", json.dumps(params))
+
+    assert reaper.reap_once(client) == [answer.pk]
+
+    assert "failover failed" not in caplog.text  # declined, not broken
+    answer.refresh_from_db()
+    assert (answer.status, answer.error_code, answer.content) == ("error", "worker_lost", "Once upon")
+    log = [tokenlog.decode(fields) for _, fields in client.xrange(tokenlog.stream_key(answer.pk))]
+    assert [e["type"] for e in log[-2:]] == ["inference.error", "inference.end"]
+    assert "inference.notice" not in [e["type"] for e in log]
+    client.delete(tokenlog.WORKERS_KEY)
