@@ -142,3 +142,14 @@ def _envelope(kind: str, **payload) -> dict:
 
 def _ms(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
+
+
+def tokens_of(events: list[dict]) -> list[dict]:
+    """The token details (`tokens`) of the token envelopes among `events`, in order: present
+    only for answers that asked for them."""
+    return [
+        token
+        for envelope in events
+        if envelope["type"] == "inference.token"
+        for token in envelope["payload"].get("tokens", ())
+    ]

@@ -326,9 +326,8 @@ async def _events(body: GenerateRequest, exchange, key_id: int):
     is held back until the next event says whether it was the last."""
     held = None
     parts = []
-    follow = streaming.follow(exchange.assistant_message, key_id=key_id, started=True)
-    async with aclosing(follow) as events:
-        async for _, envelope in events:
+    async with aclosing(streaming.api_answer_events(exchange, key_id)) as events:
+        async for envelope in events:
             kind = envelope["type"] if envelope else None
             if envelope is None:
                 yield b": keep-alive\n\n"

@@ -21,7 +21,7 @@ from django.views.decorators.http import require_GET, require_POST
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from chatsite.adapters.selectors import adapters_usable_by, base_model_id
-from chatsite.chat import services, streaming
+from chatsite.chat import envelopes, services, streaming
 from chatsite.chat.api_common import key_user, parse_body, retry_headers, status_of
 from chatsite.chat.errors import ChatError
 from chatsite.chat.request_params import (
@@ -248,9 +248,8 @@ async def _chunks(body: CompletionRequest, exchange, key_id: int):
     chunk = _chunk_maker(body, exchange)
     yield streaming.sse_data(chunk({"role": "assistant", "content": ""}))
     failed = False
-    follow = streaming.follow(exchange.assistant_message, key_id=key_id, started=True)
-    async with aclosing(follow) as events:
-        async for _, envelope in events:
+    async with aclosing(streaming.api_answer_events(exchange, key_id)) as events:
+        async for envelope in events:
             kind = envelope["type"] if envelope else None
             if envelope is None:
                 yield b": keep-alive\n\n"
@@ -300,12 +299,7 @@ def _logprobs(body: CompletionRequest, events: list[dict]) -> dict | None:
     token envelopes (the end token, which has no text, is not listed, as OpenAI lists none)."""
     if not body.logprobs:
         return None
-    tokens = [
-        token
-        for envelope in events
-        if envelope["type"] == "inference.token"
-        for token in envelope["payload"].get("tokens", ())
-    ]
+    tokens = envelopes.tokens_of(events)
     return {"content": [_token_logprob(token) for token in tokens], "refusal": None}
 
 

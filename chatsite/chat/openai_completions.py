@@ -16,7 +16,7 @@ from django.views.decorators.http import require_POST
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from chatsite.adapters.selectors import base_model_id
-from chatsite.chat import openai_api, streaming
+from chatsite.chat import envelopes, openai_api, streaming
 from chatsite.chat.api_common import json_object, key_user
 from chatsite.chat.errors import ChatError
 from chatsite.chat.models import Conversation
@@ -134,9 +134,8 @@ async def _chunks(body: LegacyCompletionRequest, exchange, key_id: int):
     head = _head(body, exchange)
     failed = False
     offset = 0  # text_offset goes on from chunk to chunk
-    follow = streaming.follow(exchange.assistant_message, key_id=key_id, started=True)
-    async with aclosing(follow) as events:
-        async for _, envelope in events:
+    async with aclosing(streaming.api_answer_events(exchange, key_id)) as events:
+        async for envelope in events:
             kind = envelope["type"] if envelope else None
             if envelope is None:
                 yield b": keep-alive\n\n"
@@ -177,12 +176,7 @@ def _logprobs(body: LegacyCompletionRequest, events: list[dict], offset: int = 0
     their log-probabilities, {alternative: logprob} maps and character offsets in the text."""
     if body.logprobs is None:
         return None
-    tokens = [
-        token
-        for envelope in events
-        if envelope["type"] == "inference.token"
-        for token in envelope["payload"].get("tokens", ())
-    ]
+    tokens = envelopes.tokens_of(events)
     offsets = []
     for token in tokens:
         offsets.append(offset)

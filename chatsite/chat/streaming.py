@@ -172,6 +172,17 @@ async def _follow_run(run, after: int, key_id: int | None, started: bool):
         subscription.close()
 
 
+async def api_answer_events(exchange, key_id: int) -> AsyncIterator[dict | None]:
+    """The envelopes of the answer an OpenAI or LoRAX call started, as `follow` gives them with
+    that call's key (None: time for a keep-alive). Notices (a failover) are left out: those
+    protocols have no event for them, and the tokens simply go on."""
+    events = follow(exchange.assistant_message, key_id=key_id, started=True)
+    async with aclosing(events):
+        async for _, envelope in events:
+            if envelope is None or envelope["type"] != "inference.notice":
+                yield envelope
+
+
 async def until_end(run: GenerationRun, *, key_id: int | None = None) -> list[dict]:
     """Every envelope of a run, for answers that are not streamed; with `key_id`, as `follow`
     when that key is revoked (the run is stopped, the last envelope is the `key_revoked` error)."""
