@@ -25,3 +25,11 @@ SESSION_COOKIE_SECURE = False
 CSRF_COOKIE_SECURE = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
+
+# An in-memory SQLite test database reaches other threads (the sockets' database helpers) through
+# SQLite's shared cache, whose table locks fail at once ("database table is locked") instead of
+# waiting. A file waits out the busy timeout, as the product's own SQLite database does.
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    DATABASES["default"]["TEST"] = {  # noqa: F405
+        "NAME": str(Path(tempfile.gettempdir()) / f"patchbay-test-{os.getpid()}.sqlite3")
+    }

@@ -83,7 +83,11 @@ def json_object(request, *, empty: dict | None = None) -> dict:
 
 def parse_body(request, model: type[BaseModel]):
     """The JSON body as `model`, or a ChatError("bad_request") naming the first problem."""
-    data = json_object(request)
+    return validated(model, json_object(request))
+
+
+def validated(model: type[BaseModel], data: dict):
+    """`data` as `model`, or a ChatError("bad_request") naming the first problem's field."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from chatsite.adapters.selectors import base_model_id
 from chatsite.chat import envelopes, openai_api, streaming
-from chatsite.chat.api_common import json_object, key_user
+from chatsite.chat.api_common import json_object, key_user, validated
 from chatsite.chat.errors import ChatError
 from chatsite.chat.models import Conversation
 from chatsite.chat.request_params import ApiParams
@@ -104,12 +104,7 @@ def _parse(request) -> LegacyCompletionRequest:
         raise ChatError(
             "bad_request", "Field “prompt”: send one prompt as a string (lists are not supported)."
         )
-    try:
-        return LegacyCompletionRequest.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(part) for part in err["loc"])
-        raise ChatError("bad_request", f"Field “{where}”: {err['msg']}.") from None
+    return validated(LegacyCompletionRequest, data)
 
 
 def _params(body: LegacyCompletionRequest) -> ApiParams:
