@@ -66,6 +66,10 @@ def types(events) -> list[str]:
     return [e["type"] for e in events]
 
 
+def error_codes(events) -> list[str]:
+    return [e["payload"]["code"] for e in events if e["type"] == "inference.error"]
+
+
 def tokens_after_notice(events) -> int:
     if "inference.notice" not in types(events):
         return 0
@@ -176,8 +180,7 @@ def test_it_ends_an_answer_honestly_when_its_second_worker_dies_past_the_limit(p
 
     assert_one_answer(events)
     assert types(events).count("inference.notice") == 1  # FAILOVER_MAX=1: no second failover
-    errors = [e["payload"]["code"] for e in events if e["type"] == "inference.error"]
-    assert errors == ["worker_lost"]
+    assert error_codes(events) == ["worker_lost"]
     assert events[-1]["payload"]["reason"] == "error"
     answer = saved(pair, session, events)
     assert (answer["status"], answer["error"]["code"]) == ("error", "worker_lost")
@@ -206,7 +209,7 @@ def test_it_ends_an_answer_worker_lost_as_before_with_failover_off(pair):
 
     assert_one_answer(events)
     assert "inference.notice" not in types(events)
-    assert [e["payload"]["code"] for e in events if e["type"] == "inference.error"] == ["worker_lost"]
+    assert error_codes(events) == ["worker_lost"]
     answer = saved(pair, session, events)
     assert (answer["status"], answer["error"]["code"]) == ("error", "worker_lost")
     assert answer["content"] == text_of(events)
