@@ -3,7 +3,7 @@
 import pytest
 from playwright.sync_api import sync_playwright
 
-from tests.e2e.servers import daphne, manage, scratch_database, server_env
+from tests.e2e.servers import daphne, demo_database, manage, server_env
 from tests.settings import TEST_MODEL_DIR
 
 pytestmark = pytest.mark.e2e
@@ -13,10 +13,8 @@ PASSWORD = "correct horse battery"
 @pytest.fixture(scope="module")
 def admin_site(demo_model, tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("admin-live")
-    with scratch_database(tmp_path) as database_url:
+    with demo_database(tmp_path, TEST_MODEL_DIR) as database_url:
         env = server_env(database_url, TEST_MODEL_DIR, DJANGO_SUPERUSER_PASSWORD=PASSWORD)
-        manage(env, "migrate", "--noinput")
-        manage(env, "make_demo_model")
         manage(env, "createsuperuser", "--noinput", "--username", "root", "--email", "root@example.com")
         with daphne(env, tmp_path / "daphne.log") as base_url:
             yield base_url

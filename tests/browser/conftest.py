@@ -16,7 +16,15 @@ from urllib.parse import urlparse
 import pytest
 from websockets.sync.client import connect
 
-from tests.e2e.servers import ROOT, daphne, manage, scratch_database, server_env, sign_up
+from tests.e2e.servers import (
+    ROOT,
+    daphne,
+    demo_database,
+    manage,
+    scratch_database,
+    server_env,
+    sign_up,
+)
 from inference.default_model import DIR_NAME
 from tests.holding import HELD
 from tests.settings import TEST_MODEL_DIR
@@ -78,7 +86,8 @@ class Server:
 @pytest.fixture(scope="module")
 def server(demo_model, tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("browser")
-    with scratch_database(tmp_path) as database_url:
+    database = scratch_database(tmp_path) if REAL_MODEL else demo_database(tmp_path, TEST_MODEL_DIR)
+    with database as database_url:
         env = server_env(
             database_url, TEST_MODEL_DIR,
             STREAM_RESUME_GRACE_S=RESUME_GRACE_S, DEFAULT_MAX_NEW_TOKENS=ANSWER_TOKENS,
@@ -87,8 +96,8 @@ def server(demo_model, tmp_path_factory):
             env.update(BASE_MODEL=str(TEST_MODEL_DIR / DIR_NAME),
                        ADAPTERS_DIR=str(tmp_path / "adapters"), ENGINE_THREADS="2",
                        DEFAULT_MAX_NEW_TOKENS="96")
-        manage(env, "migrate", "--noinput")
-        manage(env, "get_default_model" if REAL_MODEL else "make_demo_model", timeout=900)
+            manage(env, "migrate", "--noinput")
+            manage(env, "get_default_model", timeout=900)
         with daphne(env, tmp_path / "daphne.log") as base_url:
             wait_for_the_model(base_url)
             yield Server(base_url, env)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -27,9 +31,10 @@ def is_postgres(url: str) -> bool:
 
 
 @contextmanager
-def scratch_database(tmp_path: Path, *, postgres: bool = False):
+def scratch_database(tmp_path: Path, *, postgres: bool = False, template: str | None = None):
     """A database for server processes: a fresh PostgreSQL one when DATABASE_URL names a
-    PostgreSQL server (as in CI) or `postgres` is asked for, else an SQLite file."""
+    PostgreSQL server (as in CI) or `postgres` is asked for, else an SQLite file. `template`:
+    a PostgreSQL database to copy (see `demo_database`)."""
     url = os.environ.get("DATABASE_URL", "")
     if postgres and not is_postgres(url):
         url = POSTGRES_URL
@@ -39,14 +44,86 @@ def scratch_database(tmp_path: Path, *, postgres: bool = False):
     import psycopg
 
     name = f"patchbay_e2e_{uuid.uuid4().hex[:12]}"
-    admin = urlparse(url)._replace(path="/postgres").geturl()
+    admin = _postgres_admin_url()
+    copy = f' TEMPLATE "{template}"' if template else ""
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"{copy}')
     try:
         yield urlparse(url)._replace(path=f"/{name}").geturl()
     finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        _drop_postgres_database(admin, name)
+
+
+@contextmanager
+def demo_database(tmp_path: Path, model_dir: Path, *, postgres: bool = False):
+    """A scratch database (as `scratch_database` chooses) that is already migrated and holds
+    the demo adapters of `model_dir`: a copy of one that `manage.py migrate` and
+    `make_demo_model` made once per test session. Each deployment so skips two processes
+    (about 8 s of CPU, most of it importing torch), and tests the same start state."""
+    url = os.environ.get("DATABASE_URL", "")
+    on_postgres = postgres or is_postgres(url)
+    template = _demo_template(model_dir, postgres=on_postgres)
+    if not on_postgres:
+        path = tmp_path / "server.sqlite3"
+        _copy_sqlite(template, path)
+        yield f"sqlite:///{path}"
+        return
+    with scratch_database(tmp_path, postgres=True, template=template) as database_url:
+        yield database_url
+
+
+_DEMO_TEMPLATES: dict[tuple[Path, bool], str] = {}
+
+
+def _demo_template(model_dir: Path, *, postgres: bool) -> str:
+    """The session's template for `demo_database`: an SQLite path or a PostgreSQL name."""
+    key = (model_dir, postgres)
+    if key not in _DEMO_TEMPLATES:
+        folder = Path(tempfile.mkdtemp(prefix="patchbay-template-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        if postgres:
+            template = _postgres_template(folder, model_dir)
+        else:
+            template = str(folder / "template.sqlite3")
+            _make_demo_database(f"sqlite:///{template}", model_dir)
+        _DEMO_TEMPLATES[key] = template
+    return _DEMO_TEMPLATES[key]
+
+
+def _postgres_template(folder: Path, model_dir: Path) -> str:
+    import psycopg
+
+    name = f"patchbay_template_{uuid.uuid4().hex[:12]}"
+    admin = _postgres_admin_url()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    atexit.register(_drop_postgres_database, admin, name)
+    _make_demo_database(urlparse(admin)._replace(path=f"/{name}").geturl(), model_dir)
+    return name
+
+
+def _make_demo_database(database_url: str, model_dir: Path) -> None:
+    env = server_env(database_url, model_dir)
+    manage(env, "migrate", "--noinput")
+    manage(env, "make_demo_model")
+
+
+def _copy_sqlite(source: str, destination: Path) -> None:
+    """SQLite's backup API, which reads the template's write-ahead log too."""
+    with closing(sqlite3.connect(source)) as src, closing(sqlite3.connect(destination)) as dst:
+        src.backup(dst)
+
+
+def _postgres_admin_url() -> str:
+    url = os.environ.get("DATABASE_URL", "")
+    return urlparse(url if is_postgres(url) else POSTGRES_URL)._replace(path="/postgres").geturl()
+
+
+def _drop_postgres_database(admin: str, name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def server_env(database_url: str, model_dir: Path, **extra) -> dict:
@@ -168,9 +245,7 @@ def sign_up(base_url: str, username: str, password: str = "correct horse battery
 def local_deployment(tmp_path: Path, model_dir: Path, *, postgres: bool = False, **extra):
     """A migrated database with the demo adapters and a local-mode Daphne over it (`extra`:
     more environment for it; `postgres`: on PostgreSQL even without DATABASE_URL)."""
-    with scratch_database(tmp_path, postgres=postgres) as database_url:
+    with demo_database(tmp_path, model_dir, postgres=postgres) as database_url:
         env = server_env(database_url, model_dir, **extra)
-        manage(env, "migrate", "--noinput")
-        manage(env, "make_demo_model")
         with daphne(env, tmp_path / "daphne.log") as base_url:
             yield base_url

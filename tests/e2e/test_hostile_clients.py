@@ -6,6 +6,7 @@ at once in each transport's shape (it used to reach a 500 whose debug page took 
 
 import asyncio
 import json
+import os
 import time
 
 import aiohttp
@@ -15,7 +16,7 @@ import websockets
 
 from tests.conftest import require_service
 from tests.e2e.clients import Account, socket_url
-from tests.e2e.servers import POSTGRES_URL, local_deployment
+from tests.e2e.servers import POSTGRES_URL, is_postgres, local_deployment
 from tests.holding import HELD, HELD_TOKENS
 from tests.settings import TEST_MODEL_DIR
 
@@ -25,7 +26,13 @@ CAP = 3
 EACH = 4  # requests per transport: 16 in all against a cap of 3
 
 
-@pytest.fixture(scope="module", params=["default database", "postgres"])
+# When DATABASE_URL names PostgreSQL (as in CI) the default database is PostgreSQL already: one
+# deployment serves both.
+DATABASES = ["postgres"] if is_postgres(os.environ.get("DATABASE_URL", "")) else [
+    "default database", "postgres"]
+
+
+@pytest.fixture(scope="module", params=DATABASES)
 def base_url(request, demo_model, tmp_path_factory):
     """An SQLite file (PostgreSQL when DATABASE_URL names one), then PostgreSQL."""
     postgres = request.param == "postgres"

@@ -12,8 +12,7 @@ from chatsite.chat.streams.checkpoints import EVERY_S
 from tests.e2e.clients import chat_frame, message, open_socket, receive, text_of
 from tests.e2e.servers import (
     daphne_server,
-    manage,
-    scratch_database,
+    demo_database,
     server_env,
     sign_up,
     wait_until_healthy,
@@ -30,12 +29,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]
 
 @pytest.fixture
 def database(demo_model, tmp_path):
-    with scratch_database(tmp_path) as database_url:
+    with demo_database(tmp_path, TEST_MODEL_DIR) as database_url:
         # ENGINE_WARMUP=1: start as a served process does, orphan sweep included.
         env = server_env(database_url, TEST_MODEL_DIR, ENGINE_WARMUP="1",
                          WORKER_LOST_AFTER_S=str(LOST_AFTER_S), STREAM_RESUME_GRACE_S="30")
-        manage(env, "migrate", "--noinput")
-        manage(env, "make_demo_model")
         yield env
 
 

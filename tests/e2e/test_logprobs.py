@@ -11,7 +11,7 @@ from transformers import AutoTokenizer
 
 from tests import schemas
 from tests.e2e.clients import Account
-from tests.e2e.servers import daphne, manage, scratch_database, server_env
+from tests.e2e.servers import daphne, demo_database, server_env
 from tests.settings import TEST_MODEL_DIR
 
 pytestmark = pytest.mark.e2e
@@ -22,10 +22,8 @@ PROMPT = "Tell me about the river."
 @pytest.fixture(scope="module")
 def alice(demo_model, tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("logprobs")
-    with scratch_database(tmp_path) as database_url:
+    with demo_database(tmp_path, TEST_MODEL_DIR) as database_url:
         env = server_env(database_url, TEST_MODEL_DIR, API_RATE_LIMIT="100000/minute")
-        manage(env, "migrate", "--noinput")
-        manage(env, "make_demo_model")
         with daphne(env, tmp_path / "daphne.log") as base_url:
             yield Account(base_url, "logprobs-alice")
 

@@ -24,7 +24,7 @@ from tests.e2e.servers import (
     ROOT,
     daphne,
     manage,
-    scratch_database,
+    demo_database,
     server_env,
     sign_up,
 )
@@ -53,10 +53,9 @@ def servers(demo_model, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("lorax")
     (tmp / "up").mkdir()
     (tmp / "web").mkdir()
-    with scratch_database(tmp / "up") as up_db, scratch_database(tmp / "web") as web_db:
+    with demo_database(tmp / "up", TEST_MODEL_DIR) as up_db, \
+            demo_database(tmp / "web", TEST_MODEL_DIR) as web_db:  # the same adapter slugs
         up_env = server_env(up_db, TEST_MODEL_DIR)
-        manage(up_env, "migrate", "--noinput")
-        manage(up_env, "make_demo_model")
         key = api_key_for(up_env, "lorax-client")
         with daphne(up_env, tmp / "up.log") as upstream:
             # Its own adapter directory: the shared test model's must not change.
@@ -65,8 +64,6 @@ def servers(demo_model, tmp_path_factory):
                 web_db, TEST_MODEL_DIR, INFERENCE_MODE="lorax", LORAX_URL=f"{upstream}/lorax",
                 LORAX_API_KEY=key, ADAPTERS_DIR=str(tmp / "web-adapters"),
             )
-            manage(web_env, "migrate", "--noinput")
-            manage(web_env, "make_demo_model")  # the same adapter slugs as the upstream's
             manage(web_env, "import_adapter", str(tmp / "web-adapters" / "demo-poet"),
                    "--slug", "demo-only-here")
             web_key = api_key_for(web_env, "lorax-details")

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from tests.e2e.clients import open_socket
-from tests.e2e.servers import daphne_server, manage, scratch_database, server_env, sign_up
+from tests.e2e.servers import daphne_server, demo_database, server_env, sign_up
 from tests.e2e.servers import wait_until_healthy
 from tests.holding import HELD
 from tests.settings import TEST_MODEL_DIR
@@ -15,10 +15,8 @@ pytestmark = pytest.mark.e2e
 
 
 def test_it_exits_cleanly_when_stopped_mid_answer(demo_model, tmp_path):
-    with scratch_database(tmp_path) as database_url:
+    with demo_database(tmp_path, TEST_MODEL_DIR) as database_url:
         env = server_env(database_url, TEST_MODEL_DIR)
-        manage(env, "migrate", "--noinput")
-        manage(env, "make_demo_model")
         server, base_url = daphne_server(env, tmp_path / "daphne.log")
         server.start()
         try:

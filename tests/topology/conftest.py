@@ -14,9 +14,8 @@ from tests.e2e.servers import (
     POSTGRES_URL,
     Server,
     daphne,
-    manage,
     running,
-    scratch_database,
+    demo_database,
     server_env,
 )
 from tests.settings import TEST_MODEL_DIR
@@ -91,14 +90,12 @@ def deployment(tmp_path, *, workers: int = 1, **settings):
     require_service("PostgreSQL", POSTGRES_URL)
     require_service("Redis", REDIS_URL)
     forget_earlier_deployments(redis.Redis.from_url(REDIS_URL))
-    with scratch_database(tmp_path, postgres=True) as database_url:
+    with demo_database(tmp_path, TEST_MODEL_DIR, postgres=True) as database_url:
         env = server_env(
             database_url, TEST_MODEL_DIR,
             INFERENCE_MODE="celery", REDIS_URL=REDIS_URL, STREAM_RESUME_GRACE_S="10",
             **settings,
         )
-        manage(env, "migrate", "--noinput")
-        manage(env, "make_demo_model")
         stack = Stack(env, tmp_path)
         with running(stack.reaper):
             try:
