@@ -99,8 +99,7 @@ async def test_it_starts_an_answer_over_the_native_api_in_10_statements(
 
     assert response["status"] == 201, response["body"]
     # The key (its user joined) and its first use; BEGIN, the count, the conversation, the
-    # adapter, one update of
-    # conversation (adapter, title), its messages, the two new messages.
+    # adapter, one update of the conversation (adapter, title), its messages, the two new ones.
     assert len(on_connection_thread(statements)) == 10, on_connection_thread(statements)
     answer = json.loads(response["body"])["message"]
     await wait_for_status(answer, ENDED, within=10)
