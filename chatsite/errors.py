@@ -33,7 +33,9 @@ STATUS_OF_CODE = {
     "forbidden": 403,
     "not_found": 404,
     "method_not_allowed": 405,
+    "not_acceptable": 406,  # DRF's own refusals in the native API, with DRF's statuses
     "too_large": 413,
+    "unsupported_media_type": 415,
     "unknown_adapter": 404,
     "model_not_found": 404,
     "stream_expired": 410,

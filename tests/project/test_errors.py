@@ -18,3 +18,10 @@ def test_it_answers_each_code_with_its_one_status_and_any_other_with_400():
     assert status_of(ChatError("unknown_adapter", "No such adapter.")) == 404
     assert status_of(ChatError("rate_limited", "Too many requests.")) == 429
     assert status_of(ChatError("invalid_title", "A name needs a letter.")) == 400
+
+
+def test_it_agrees_with_the_statuses_drf_gives_its_own_refusals_in_the_native_api():
+    from chatsite.chat.transports.api_common import _NATIVE_CODES
+
+    for drf_exception, code in _NATIVE_CODES:
+        assert status_of(ChatError(code, "")) == drf_exception.status_code, code
