@@ -4,6 +4,7 @@ from django.db.models import Q
 
 from chatsite.chat.errors import ChatError
 from chatsite.chat.models import Conversation, Message
+from chatsite.chat.streams.lifecycle import CUT_REASONS
 from inference.types import ChatTurn
 
 # Statuses whose text the user saw as an answer and may build on.
@@ -67,7 +68,7 @@ def message_in(conversation: Conversation, message_id: int) -> Message:
 def can_continue(answer: Message) -> bool:
     if not answer.content or answer.status not in CONTINUABLE_STATUSES:
         return False
-    return answer.status != Message.Status.COMPLETE or answer.finish_reason == "length"
+    return answer.status != Message.Status.COMPLETE or answer.finish_reason in CUT_REASONS
 
 
 def branch_tip(conversation: Conversation) -> Message | None:

@@ -374,18 +374,19 @@ def generation_checkpoints(texts: dict[int, str], *, alive: str | None = None) -
 
 
 def generation_finish(
-    *, message_id: int, content: str, finished: Finished, cancel_cause: str | None = None,
+    *, message_id: int, content: str, finished: Finished, status: str, finish_reason: str,
     error_code: str = "", error_text: str = "", end_event_id: int | None = None,
     worker: str | None = None,
 ) -> None:
-    """Save the final state of a generation. Only the first end counts; with `worker`, only
-    while the answer is still that worker's."""
+    """Save the final state of a generation (its status and end reason as the lifecycle
+    decided them, streams/lifecycle.py). Only the first end counts; with `worker`, only while
+    the answer is still that worker's."""
     mine = {} if worker is None else {"worker": worker}
     Message.objects.filter(pk=message_id, status__in=Message.LIVE_STATUSES, **mine).update(
         end_event_id=end_event_id,
         content=content,
-        status=status_for(finished, cancel_cause),
-        finish_reason=end_reason(finished, cancel_cause),
+        status=status,
+        finish_reason=finish_reason,
         prompt_tokens=finished.prompt_tokens,
         completion_tokens=finished.completion_tokens,
         ttft_ms=finished.ttft_ms,
@@ -420,39 +421,6 @@ def generations_interrupt_orphans(*, lost_after_s: float) -> int:
     )
     ServerProcess.objects.filter(beat_at__lt=cutoff).delete()  # their answers are ended now
     return count
-
-
-# Why a generation was cancelled, and what that makes of its answer and its end reason.
-CANCEL_CAUSES = {
-    "stopped": (Message.Status.STOPPED, "cancelled"),  # the user pressed Stop
-    "interrupted": (Message.Status.INTERRUPTED, "interrupted"),  # the client went away
-    "length": (Message.Status.COMPLETE, "length"),  # STREAM_MAX_BYTES reached
-    "timeout": (Message.Status.INTERRUPTED, "timeout"),  # STREAM_MAX_DURATION_S reached
-}
-
-
-def status_for(finished: Finished, cancel_cause: str | None) -> str:
-    if finished.reason == "error":
-        return Message.Status.ERROR
-    if finished.reason == "cancelled":
-        return CANCEL_CAUSES[cancel_cause or "interrupted"][0]
-    return Message.Status.COMPLETE
-
-
-def end_reason(finished: Finished, cancel_cause: str | None) -> str:
-    """The end reason clients see: a cancel says whether it was a stop, a lost client or a cap."""
-    if finished.reason == "cancelled":
-        return CANCEL_CAUSES[cancel_cause or "interrupted"][1]
-    return finished.reason
-
-
-def cap_reached(*, text_bytes: int, elapsed_s: float) -> str | None:
-    """The cause to cancel with when a stream outgrows its byte cap or its time."""
-    if text_bytes > settings.STREAM_MAX_BYTES:
-        return "length"
-    if elapsed_s > settings.STREAM_MAX_DURATION_S:
-        return "timeout"
-    return None
 
 
 def generation_worker_lost(

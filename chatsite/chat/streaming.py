@@ -2,8 +2,8 @@
 
 The one place where the native, OpenAI- and LoRAX-compatible endpoints start, follow and stop
 generations. It only uses the run's public entry points (`generation_run`, `run_of`,
-`subscribe`/`close`, `stop`, `envelopes.numbered_saved`), so it works the same whichever backend
-runs the engine.
+`subscribe`/`close`, `stop`) and streams/follow.py's `follow_or_replay`, so it works the same
+whichever backend runs the engine.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from chatsite.chat.engine import loaded_engine
 from chatsite.chat.errors import ChatError
 from chatsite.chat.generation import GenerationRun, generation_run, run_of
 from chatsite.chat.models import Message
+from chatsite.chat.streams.follow import Replay, follow_or_replay
 
 # Proxies and browsers drop a quiet connection after 30-60 s; a comment line keeps it open.
 KEEPALIVE_S = 10.0
@@ -125,27 +126,20 @@ async def _stop(message_id: int) -> None:
 async def follow(
     message, after: int = -1, *, key_id: int | None = None, started: bool = False
 ) -> AsyncIterator[tuple[int, dict | None]]:
-    """(position, envelope) for every event after `after`, then the live tail; (−1, None)
-    stands for a keep-alive. Leaving (the client went away) closes the subscription, so the
-    run's disconnect policy applies. Without a live log, the saved message is replayed (with
-    the live ids: what comes after `after`).
-
-    `key_id`: the API key the stream was opened with. Once it is revoked the stream stops the
-    answer if it `started` it, sends a `key_revoked` error (at the last position: it is no event
-    of the answer's log) and ends."""
-    run = run_of(message.pk)
-    if run is None:
-        for position, envelope in envelopes.numbered_saved(message):
-            if position > after:
-                yield position, envelope
-        return
-    async with aclosing(_follow_run(run, after, key_id, started)) as events:
+    """(seq, envelope) for every event after `after`, then the live tail; (−1, None) stands
+    for a keep-alive. Leaving (the client went away) closes the subscription, so the run's
+    disconnect policy applies. Without a live log, the saved message is replayed
+    (streams/follow.py)."""
+    subscription = await follow_or_replay(message.pk, after)
+    async with aclosing(_followed(subscription, message.pk, after, key_id, started)) as events:
         async for item in events:
             yield item
 
 
-async def _follow_run(run, after: int, key_id: int | None, started: bool):
-    subscription = run.subscribe(after)
+async def _followed(subscription, message_id: int, after: int, key_id: int | None, started: bool):
+    """`subscription`'s events, with keep-alives. `key_id`: the API key the stream was opened
+    with. Once it is revoked the stream stops the answer if it `started` it, sends a
+    `key_revoked` error (at the last position: it is no event of the answer's log) and ends."""
     position = after
     try:
         async with key_revocation.watching(key_id) as watch:
@@ -156,18 +150,17 @@ async def _follow_run(run, after: int, key_id: int | None, started: bool):
                     # streamed to until the end instead of interrupting the run. The key's
                     # watch ends this wait early when the key is revoked.
                     async with asyncio.timeout(KEEPALIVE_S) as watch.wait:
-                        envelope = await subscription.__anext__()
+                        position, envelope = await subscription.__anext__()
                 except TimeoutError:
                     if not watch.revoked:
                         yield -1, None
                     continue
                 except StopAsyncIteration:
                     return
-                position += 1
                 yield position, envelope
             if started:
-                run.stop()
-            yield position, envelopes.error(KEY_REVOKED, message=run.message_id)
+                await _stop(message_id)
+            yield position, envelopes.error(KEY_REVOKED, message=message_id)
     finally:
         subscription.close()
 
@@ -186,7 +179,8 @@ async def api_answer_events(exchange, key_id: int) -> AsyncIterator[dict | None]
 async def until_end(run: GenerationRun, *, key_id: int | None = None) -> list[dict]:
     """Every envelope of a run, for answers that are not streamed; with `key_id`, as `follow`
     when that key is revoked (the run is stopped, the last envelope is the `key_revoked` error)."""
-    async with aclosing(_follow_run(run, -1, key_id, True)) as events:
+    events = _followed(run.subscribe(), run.message_id, -1, key_id, True)
+    async with aclosing(events):
         return [envelope async for _, envelope in events if envelope is not None]
 
 
@@ -200,34 +194,22 @@ async def native_sse_response(message, after: int = -1, key_id: int | None = Non
     exactly (the saved text is one token): 410, with where to read the whole answer."""
     if _has_end(message, after):
         return HttpResponse(status=204)
-    run = run_of(message.pk)
-    if run is not None and await _has_log(run):
-        return sse_response(native_sse(message, after, key_id))
-    later = [(i, e) for i, e in envelopes.numbered_saved(message) if i > after]
-    if not later:
-        return HttpResponse(status=204)
-    if after > 0 and later[0][1]["type"] == "inference.token":
-        raise ChatError(
-            "stream_expired",
-            f"The events after {after} are no longer kept; the answer has ended, "
-            f"read it whole at /api/v1/messages/{message.pk}/.",
-        )
-    return sse_response(_framed(_listed(later)))
+    subscription = await follow_or_replay(message.pk, after)
+    if isinstance(subscription, Replay):
+        if not subscription.events:
+            return HttpResponse(status=204)
+        if subscription.holds_part(after):
+            raise ChatError(
+                "stream_expired",
+                f"The events after {after} are no longer kept; the answer has ended, "
+                f"read it whole at /api/v1/messages/{message.pk}/.",
+            )
+    return sse_response(_framed(_followed(subscription, message.pk, after, key_id, False)))
 
 
 def _has_end(message, after: int) -> bool:
     ended = message.status not in Message.LIVE_STATUSES and message.end_event_id is not None
     return ended and after >= message.end_event_id
-
-
-async def _has_log(run) -> bool:
-    has_log = getattr(run, "has_log", None)  # celery mode's log expires; a local one is here
-    return await has_log() if has_log else True
-
-
-async def _listed(events):
-    for event in events:
-        yield event
 
 
 def native_sse(message, after: int = -1, key_id: int | None = None) -> AsyncIterator[bytes]:
