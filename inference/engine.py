@@ -639,10 +639,6 @@ class BatchEngine:
             job.cancelled = True
 
 
-# The Foundation's name for the engine; callers written against it keep working.
-PeftEngine = BatchEngine
-
-
 def _check_params(params: SamplingParams) -> None:
     if params.max_new_tokens < 1:
         raise InferenceError("invalid_request", "max_new_tokens must be at least 1.")

@@ -137,9 +137,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             run.stop()
 
     async def _resume(self, frame: ChatFollow) -> None:
-        await database_sync_to_async(message_of)(self.user, frame.message, role=Message.Role.ASSISTANT)
+        message = await database_sync_to_async(message_of)(
+            self.user, frame.message, role=Message.Role.ASSISTANT
+        )
         after = -1 if frame.resume is None else frame.resume
-        self._follow(await follow_or_replay(frame.message, after))
+        self._follow(await follow_or_replay(message, after))
 
     def _follow(self, subscription) -> None:
         self.subscriptions.add(subscription)

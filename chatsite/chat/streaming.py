@@ -130,7 +130,7 @@ async def follow(
     for a keep-alive. Leaving (the client went away) closes the subscription, so the run's
     disconnect policy applies. Without a live log, the saved message is replayed
     (streams/follow.py)."""
-    subscription = await follow_or_replay(message.pk, after)
+    subscription = await follow_or_replay(message, after)
     async with aclosing(_followed(subscription, message.pk, after, key_id, started)) as events:
         async for item in events:
             yield item
@@ -194,7 +194,7 @@ async def native_sse_response(message, after: int = -1, key_id: int | None = Non
     exactly (the saved text is one token): 410, with where to read the whole answer."""
     if _has_end(message, after):
         return HttpResponse(status=204)
-    subscription = await follow_or_replay(message.pk, after)
+    subscription = await follow_or_replay(message, after)
     if isinstance(subscription, Replay):
         if not subscription.events:
             return HttpResponse(status=204)

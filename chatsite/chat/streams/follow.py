@@ -90,12 +90,13 @@ class Replay:
         self.events.clear()
 
 
-async def follow_or_replay(message_id: int, after: int = -1):
-    """A subscription, from the event after `after`, to the answer's live log, or to its saved
-    row once the log is gone (async-iterate it for (seq, envelope); `close()` it on leaving)."""
+async def follow_or_replay(message: Message, after: int = -1):
+    """A subscription, from the event after `after`, to the answer's live log, or to `message`
+    (its row, read with its adapter) once the log is gone. Async-iterate it for (seq, envelope);
+    `close()` it on leaving."""
     from chatsite.chat.generation import run_of
 
-    run = run_of(message_id)
+    run = run_of(message.pk)
     if run is not None and await run.has_log():
         return run.subscribe(after)
-    return await Replay.of(message_id, after)
+    return Replay(saved_after(message, after))
