@@ -1,7 +1,8 @@
 """The admin's try-it box: one test prompt through an adapter, streamed, saved nowhere.
 
 It runs on the same engine as every conversation and speaks the same envelopes (engine events
-mapped by the answer lifecycle, `chatsite.chat.streams.lifecycle.envelope_of`), but keeps no rows, so trying an adapter never counts as usage.
+mapped by the answer lifecycle, `chatsite.chat.streams.lifecycle.envelope_of`), but keeps no
+rows, so trying an adapter never counts as usage.
 Staff may try an adapter before enabling it; it passed validation when it came in.
 """
 
@@ -15,10 +16,9 @@ from django.conf import settings
 
 from chatsite.adapters.models import Adapter
 from chatsite.adapters.selectors import adapter_defaults, adapter_ref
-from chatsite.chat import envelopes
-from chatsite.chat.engine import local_engine
-from chatsite.chat.errors import ChatError
-from chatsite.chat.streams import lifecycle
+from chatsite.chat.streams import envelopes, lifecycle
+from chatsite.chat.workers.engine_holder import local_engine
+from chatsite.errors import ChatError
 from inference.types import ChatTurn, GenerationRequest, SamplingParams
 
 TRIAL_MAX_TOKENS = 64

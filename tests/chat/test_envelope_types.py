@@ -8,10 +8,11 @@ import pytest
 from channels.db import database_sync_to_async
 from pydantic import ValidationError
 
-from chatsite.chat import generation, streaming
+from chatsite.chat.transports import streaming
+from chatsite.chat.workers import local_run
 from chatsite.chat.models import Message
-from chatsite.chat.protocol import validate_envelope
-from chatsite.chat.selectors import can_continue
+from chatsite.chat.streams.protocol import validate_envelope
+from chatsite.chat.conversations.selectors import can_continue
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -39,7 +40,7 @@ async def test_it_sends_only_declared_envelopes_over_the_socket_sse_and_replay(o
     answer = await saved(live[0]["payload"]["message"])
 
     sse = sse_envelopes([frame async for frame in streaming.native_sse(answer)])
-    generation._runs.pop(answer.pk)  # the log is gone: the saved answer stands in
+    local_run._runs.pop(answer.pk)  # the log is gone: the saved answer stands in
     await socket.send(type="chat.follow", message=answer.pk, resume=None)
     replayed = await socket.until_end()
 

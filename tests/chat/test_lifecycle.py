@@ -6,8 +6,8 @@ import os
 import pytest
 import redis
 
-from chatsite.chat import tokenlog
-from chatsite.chat.errors import ChatError
+from chatsite.chat.streams import tokenlog
+from chatsite.errors import ChatError
 from chatsite.chat.models import Message
 from chatsite.chat.streams import lifecycle
 from chatsite.chat.streams.event_log import MemoryLog, RedisLog

@@ -24,7 +24,7 @@ from typing import Protocol
 from django.conf import settings
 from redis.exceptions import RedisError
 
-from chatsite.chat import tokenlog
+from chatsite.chat.streams import tokenlog
 
 log = logging.getLogger(__name__)
 

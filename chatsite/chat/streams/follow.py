@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from channels.db import database_sync_to_async
 
-from chatsite.chat import envelopes
-from chatsite.chat.errors import ChatError
+from chatsite.chat.streams import envelopes
+from chatsite.errors import ChatError
 from chatsite.chat.models import Message
 from chatsite.chat.streams.lifecycle import opening
 
@@ -94,7 +94,7 @@ async def follow_or_replay(message: Message, after: int = -1):
     """A subscription, from the event after `after`, to the answer's live log, or to `message`
     (its row, read with its adapter) once the log is gone. Async-iterate it for (seq, envelope);
     `close()` it on leaving."""
-    from chatsite.chat.generation import run_of
+    from chatsite.chat.workers.local_run import run_of
 
     run = run_of(message.pk)
     if run is not None and await run.has_log():

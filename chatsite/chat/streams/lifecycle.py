@@ -1,9 +1,10 @@
 """One answer's lifecycle, whichever runtime generates it (docs/ARCHITECTURE.md, "How a token
 travels").
 
-Every runtime drives its answers through this module: the local run (generation.py), the worker
-run (worker.py), the web side's start of a Celery run (remote.py), the reaper (reaper.py) and
-failover (failover.py); the admin's try-it box (adapters/trial.py) maps engine events with it.
+Every runtime drives its answers through this module: the local run (workers/local_run.py), the
+worker run (workers/worker.py), the web side's start of a Celery run (workers/remote_run.py), the
+reaper (workers/reaper.py) and failover (workers/failover.py); the admin's try-it box
+(adapters/trial.py) maps engine events with it.
 Here, and only here:
 - the opening of an answer's log: the start and, for a continuation, its earlier text as
   token 0, so a follower who starts from nothing still sees the whole message (`opening`);
@@ -26,8 +27,9 @@ from collections.abc import Awaitable, Callable
 
 from django.conf import settings
 
-from chatsite.chat import envelopes, metrics
-from chatsite.chat.errors import ChatError
+from chatsite.chat.ops import metrics
+from chatsite.chat.streams import envelopes
+from chatsite.errors import ChatError
 from chatsite.chat.models import Message
 from chatsite.chat.streams.event_log import EventLog
 from inference.types import Engine, Event, Failed, Finished, Started, TextDelta
