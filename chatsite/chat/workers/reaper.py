@@ -7,8 +7,9 @@ append nothing more). Then, while `FAILOVER_MAX` allows and another worker is al
 queued again on that worker, which goes on from the log's text (failover.py); otherwise it is
 ended as `error` / `worker_lost` with the text of its token log (what any client was shown; the
 last checkpoint when the log is gone), and its log gets the error and the end, so live clients
-hear about it (streams/lifecycle.py's `end_lost`, appended as the reaper's). So is an answer never started whose task the web tier sent to the own queue of a worker that is now
-gone: no other worker reads that queue, so it would wait forever.
+hear about it (streams/lifecycle.py's `end_lost`, appended as the reaper's). So is an answer
+never started whose task the web tier sent to the own queue of a worker that is now gone: no
+other worker reads that queue, so it would wait forever.
 """
 
 from __future__ import annotations
