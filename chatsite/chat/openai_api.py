@@ -22,6 +22,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from chatsite.adapters.selectors import adapters_usable_by, base_model_id
 from chatsite.chat import envelopes, services, streaming
+from chatsite.chat.openai_tools import (
+    Tool,
+    ToolCall,
+    ToolUse,
+    assistant_message,
+    call_deltas,
+    tool_use,
+    transcript,
+)
 from chatsite.chat.api_common import key_user, parse_body, retry_headers, status_of
 from chatsite.chat.errors import ChatError
 from chatsite.chat.request_params import (
@@ -45,12 +54,15 @@ class TextPart(BaseModel):
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[TextPart]
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    # null only in an assistant turn that made calls (openai_tools.transcript checks)
+    content: str | list[TextPart] | None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
 
     def text(self) -> str:
-        if isinstance(self.content, str):
-            return self.content
+        if self.content is None or isinstance(self.content, str):
+            return self.content or ""
         return "".join(part.text for part in self.content)
 
 
@@ -85,9 +97,28 @@ class CompletionRequest(BaseModel):
     repetition_penalty: float | None = Field(default=None, gt=0, le=2)
     logprobs: bool | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
+    tools: list[Tool] | None = None
+    tool_choice: str | dict | None = None
+    parallel_tool_calls: bool | None = None
 
-    def params(self) -> ApiParams:
+    def tool_use(self) -> ToolUse:
+        return tool_use(self.tools, self.tool_choice, self.parallel_tool_calls)
+
+    def params(self, use: ToolUse) -> ApiParams:
         refuse_unsupported(self.model_extra or {})
+        response_format = openai_response_format(self.response_format)
+        if use.active:
+            if response_format is not None and response_format.type != "text":
+                raise ChatError(
+                    "bad_request", "Field “response_format”: cannot be combined with tools; "
+                    "leave it out, or send tool_choice “none”."
+                )
+            if self.logprobs:
+                raise ChatError(
+                    "bad_request", "Field “logprobs”: cannot be combined with tools yet; "
+                    "leave it out, or send tool_choice “none”."
+                )
+            response_format = use.response_format()
         if self.top_logprobs and not self.logprobs:
             raise ChatError(
                 "bad_request", "Field “top_logprobs”: needs “logprobs”: true as well."
@@ -105,7 +136,7 @@ class CompletionRequest(BaseModel):
             logit_bias=self.logit_bias,
             top_k=None if self.top_k == -1 else self.top_k,
             repetition_penalty=self.repetition_penalty,
-            response_format=openai_response_format(self.response_format),
+            response_format=response_format,
             logprobs=bool(self.logprobs),
             top_logprobs=self.top_logprobs or 0,
         )
@@ -118,25 +149,26 @@ async def chat_completions(request):
     try:
         user = await key_user(request)
         body = parse_body(request, CompletionRequest)
-        turns = _turns(body)
+        use = body.tool_use()
+        turns = _turns(body, use)
         exchange, run = await streaming.start(
             services.transcript_exchange_start,
             user=user,
             turns=turns,
             adapter_slug=_adapter_slug(body.model),
-            params=_params(body),
+            params=_params(body, use),
         )
     except ChatError as err:
         if err.code == "unknown_adapter":
             err = model_not_found(body.model)
         return error_response(err)
     if body.stream:
-        return streaming.sse_response(_chunks(body, exchange, request.auth.pk))
+        return streaming.sse_response(_chunks(body, use, exchange, request.auth.pk))
     events = await streaming.until_end(run, key_id=request.auth.pk)
     failure = streaming.error_of(events)
     if failure is not None:
         return error_response(failure)
-    return JsonResponse(_completion(body, exchange, events))
+    return JsonResponse(_completion(body, use, exchange, events))
 
 
 @login_not_required
@@ -194,8 +226,8 @@ def error_response(err: ChatError, param: str | None = None) -> JsonResponse:
 
 
 # --- request ------------------------------------------------------------------------------------
-def _turns(body: CompletionRequest) -> list[tuple[str, str]]:
-    turns = [("system" if m.role == "developer" else m.role, m.text()) for m in body.messages]
+def _turns(body: CompletionRequest, use: ToolUse) -> list[tuple[str, str]]:
+    turns = transcript(body.messages, use)
     size = sum(len(text) for _, text in turns)
     if size > settings.MAX_PROMPT_CHARS:
         raise ChatError(
@@ -206,9 +238,9 @@ def _turns(body: CompletionRequest) -> list[tuple[str, str]]:
     return turns
 
 
-def _params(body: CompletionRequest) -> ApiParams:
+def _params(body: CompletionRequest, use: ToolUse) -> ApiParams:
     try:
-        return body.params()
+        return body.params(use)
     except ValidationError as exc:  # GenerationParams' own bounds (stop sequences, logit_bias)
         raise params_error(exc) from None
 
@@ -218,8 +250,10 @@ def _adapter_slug(model: str) -> str:
 
 
 # --- answers ------------------------------------------------------------------------------------
-def _completion(body: CompletionRequest, exchange, events: list[dict]) -> dict:
+def _completion(body: CompletionRequest, use: ToolUse, exchange, events: list[dict]) -> dict:
     end = streaming.end_of(events)
+    # `refusal` and `logprobs` are required (nullable) by OpenAI's schema.
+    message = assistant_message(use, streaming.text_of(events), exchange.assistant_message.pk)
     return {
         "id": _completion_id(exchange),
         "object": "chat.completion",
@@ -228,31 +262,37 @@ def _completion(body: CompletionRequest, exchange, events: list[dict]) -> dict:
         "choices": [
             {
                 "index": 0,
-                # `refusal` and `logprobs` are required (nullable) by OpenAI's schema.
-                "message": {
-                    "role": "assistant",
-                    "content": streaming.text_of(events),
-                    "refusal": None,
-                },
+                "message": message,
                 "logprobs": _logprobs(body, events),
-                "finish_reason": FINISH.get(end["reason"], "stop"),
+                "finish_reason": finish_reason(end, called="tool_calls" in message),
             }
         ],
         "usage": usage(end),
     }
 
 
-async def _chunks(body: CompletionRequest, exchange, key_id: int):
+def finish_reason(end: dict, called: bool = False) -> str:
+    """OpenAI's finish_reason of an answer: "tool_calls" for one that ended as calls."""
+    reason = FINISH.get(end["reason"], "stop")
+    return "tool_calls" if called and reason == "stop" else reason
+
+
+async def _chunks(body: CompletionRequest, use: ToolUse, exchange, key_id: int):
     """chat.completion.chunk events, then usage if asked for, then [DONE]. After an error only
-    [DONE] follows: a finish chunk would read as an answer that ended well."""
+    [DONE] follows: a finish chunk would read as an answer that ended well. With tools the
+    text is held until the end, when it is known whether it is calls (sent as tool_calls
+    deltas) or text (sent as one content delta)."""
     chunk = _chunk_maker(body, exchange)
     yield streaming.sse_data(chunk({"role": "assistant", "content": ""}))
     failed = False
+    held: list[str] = []
     async with aclosing(streaming.api_answer_events(exchange, key_id)) as events:
         async for envelope in events:
             kind = envelope["type"] if envelope else None
             if envelope is None:
                 yield b": keep-alive\n\n"
+            elif kind == "inference.token" and use.active:
+                held.append(envelope["payload"]["text"])
             elif kind == "inference.token":
                 content = {"content": envelope["payload"]["text"]}
                 yield streaming.sse_data(chunk(content, logprobs=_logprobs(body, [envelope])))
@@ -261,7 +301,13 @@ async def _chunks(body: CompletionRequest, exchange, key_id: int):
                 yield error_event(envelope)
             elif kind == "inference.end" and not failed:
                 end = envelope["payload"]
-                yield streaming.sse_data(chunk({}, FINISH.get(end["reason"], "stop")))
+                calls = use.calls_in("".join(held))
+                if calls:
+                    for delta in call_deltas(calls, exchange.assistant_message.pk):
+                        yield streaming.sse_data(chunk(delta))
+                elif held:
+                    yield streaming.sse_data(chunk({"content": "".join(held)}))
+                yield streaming.sse_data(chunk({}, finish_reason(end, called=bool(calls))))
                 if body.stream_options and body.stream_options.include_usage:
                     yield streaming.sse_data(chunk(None, usage=usage(end)))
         yield b"data: [DONE]\n\n"
