@@ -56,7 +56,7 @@ class ChatMessage(BaseModel):
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
     # null only in an assistant turn that made calls (openai_tools.transcript checks)
-    content: str | list[TextPart] | None
+    content: str | list[TextPart] | None = None
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
 

@@ -115,17 +115,6 @@ def test_it_honours_logit_bias_and_the_penalties(alice, demo_model):
     assert penalised.choices[0].message.content != plain.choices[0].message.content
 
 
-def test_it_refuses_tools_by_name_rather_than_ignoring_them(alice):
-    with pytest.raises(openai.BadRequestError) as refused:
-        openai_client(alice).chat.completions.create(
-            **ask(),
-            tools=[{"type": "function", "function": {"name": "now", "parameters": {"type": "object"}}}],
-        )
-
-    assert refused.value.code == "unsupported_parameter"
-    assert refused.value.body["param"] == "tools"
-
-
 def test_it_refuses_a_schema_it_cannot_enforce_with_400_naming_it(alice):
     with pytest.raises(openai.BadRequestError) as refused:
         openai_client(alice).chat.completions.create(
