@@ -8,6 +8,7 @@ partial text is saved if the client goes away.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from contextlib import aclosing
 from typing import Literal
@@ -44,6 +45,8 @@ from chatsite.chat.request_params import (
 # An answer cut by the server's byte cap (`length`) or time cap (`timeout`) was cut short, never
 # a clean stop. Anything else ended early (a Stop, a client gone): "stop", with the text kept.
 FINISH = {"stop": "stop", "length": "length", "timeout": "length"}
+# The most choices (`n`) one request may ask for: each is a row of the same batch.
+MAX_CHOICES = 4
 
 
 class TextPart(BaseModel):
@@ -86,7 +89,7 @@ class CompletionRequest(BaseModel):
     max_completion_tokens: int | None = Field(default=None, ge=1)
     stop: str | list[str] | None = None
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
-    n: int | None = Field(default=None, ge=1, le=1)
+    n: int | None = Field(default=None, ge=1, le=MAX_CHOICES)
     ignore_eos: bool = False  # vLLM's extension (`extra_body`): run to the token limit
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
@@ -151,24 +154,29 @@ async def chat_completions(request):
         body = parse_body(request, CompletionRequest)
         use = body.tool_use()
         turns = _turns(body, use)
-        exchange, run = await streaming.start(
-            services.transcript_exchange_start,
+        started = await streaming.start_all(
+            services.transcript_exchanges_start,
             user=user,
             turns=turns,
             adapter_slug=_adapter_slug(body.model),
             params=_params(body, use),
+            n=body.n or 1,
         )
     except ChatError as err:
         if err.code == "unknown_adapter":
             err = model_not_found(body.model)
         return error_response(err)
+    exchanges = [exchange for exchange, _ in started]
     if body.stream:
-        return streaming.sse_response(_chunks(body, use, exchange, request.auth.pk))
-    events = await streaming.until_end(run, key_id=request.auth.pk)
-    failure = streaming.error_of(events)
-    if failure is not None:
-        return error_response(failure)
-    return JsonResponse(_completion(body, use, exchange, events))
+        return streaming.sse_response(_chunks(body, use, exchanges, request.auth.pk))
+    answers = await asyncio.gather(
+        *(streaming.until_end(run, key_id=request.auth.pk) for _, run in started)
+    )
+    for events in answers:
+        failure = streaming.error_of(events)
+        if failure is not None:
+            return error_response(failure)
+    return JsonResponse(_completion(body, use, exchanges, answers))
 
 
 @login_not_required
@@ -250,24 +258,28 @@ def _adapter_slug(model: str) -> str:
 
 
 # --- answers ------------------------------------------------------------------------------------
-def _completion(body: CompletionRequest, use: ToolUse, exchange, events: list[dict]) -> dict:
-    end = streaming.end_of(events)
+def _completion(body: CompletionRequest, use: ToolUse, exchanges, answers) -> dict:
+    return {
+        "id": _completion_id(exchanges[0]),
+        "object": "chat.completion",
+        "created": _created(exchanges[0]),
+        "model": body.model,
+        "choices": [
+            _choice(body, use, index, exchange, events)
+            for index, (exchange, events) in enumerate(zip(exchanges, answers))
+        ],
+        "usage": _usage_of([streaming.end_of(events) for events in answers]),
+    }
+
+
+def _choice(body: CompletionRequest, use: ToolUse, index: int, exchange, events) -> dict:
     # `refusal` and `logprobs` are required (nullable) by OpenAI's schema.
     message = assistant_message(use, streaming.text_of(events), exchange.assistant_message.pk)
     return {
-        "id": _completion_id(exchange),
-        "object": "chat.completion",
-        "created": _created(exchange),
-        "model": body.model,
-        "choices": [
-            {
-                "index": 0,
-                "message": message,
-                "logprobs": _logprobs(body, events),
-                "finish_reason": finish_reason(end, called="tool_calls" in message),
-            }
-        ],
-        "usage": usage(end),
+        "index": index,
+        "message": message,
+        "logprobs": _logprobs(body, events),
+        "finish_reason": finish_reason(streaming.end_of(events), called="tool_calls" in message),
     }
 
 
@@ -277,40 +289,82 @@ def finish_reason(end: dict, called: bool = False) -> str:
     return "tool_calls" if called and reason == "stop" else reason
 
 
-async def _chunks(body: CompletionRequest, use: ToolUse, exchange, key_id: int):
-    """chat.completion.chunk events, then usage if asked for, then [DONE]. After an error only
-    [DONE] follows: a finish chunk would read as an answer that ended well. With tools the
-    text is held until the end, when it is known whether it is calls (sent as tool_calls
-    deltas) or text (sent as one content delta)."""
-    chunk = _chunk_maker(body, exchange)
-    yield streaming.sse_data(chunk({"role": "assistant", "content": ""}))
+async def _chunks(body: CompletionRequest, use: ToolUse, exchanges, key_id: int):
+    """chat.completion.chunk events, the choices' interleaved as they come (`index` tells
+    them apart), then usage if asked for, then [DONE]. After an error only [DONE] follows: a
+    finish chunk would read as an answer that ended well. With tools a choice's text is held
+    until its end, when it is known whether it is calls (sent as tool_calls deltas) or text
+    (sent as one content delta)."""
+    chunk = _chunk_maker(body, exchanges[0])
+    for index in range(len(exchanges)):
+        yield streaming.sse_data(chunk({"role": "assistant", "content": ""}, index=index))
     failed = False
-    held: list[str] = []
-    async with aclosing(streaming.api_answer_events(exchange, key_id)) as events:
-        async for envelope in events:
+    held: list[list[str]] = [[] for _ in exchanges]
+    ends: list[dict] = []
+    streams = [streaming.api_answer_events(exchange, key_id) for exchange in exchanges]
+    async with aclosing(_merged(streams)) as events:
+        async for index, envelope in events:
             kind = envelope["type"] if envelope else None
             if envelope is None:
                 yield b": keep-alive\n\n"
             elif kind == "inference.token" and use.active:
-                held.append(envelope["payload"]["text"])
+                held[index].append(envelope["payload"]["text"])
             elif kind == "inference.token":
                 content = {"content": envelope["payload"]["text"]}
-                yield streaming.sse_data(chunk(content, logprobs=_logprobs(body, [envelope])))
+                logprobs = _logprobs(body, [envelope])
+                yield streaming.sse_data(chunk(content, index=index, logprobs=logprobs))
             elif kind == "inference.error":
                 failed = True
                 yield error_event(envelope)
             elif kind == "inference.end" and not failed:
-                end = envelope["payload"]
-                calls = use.calls_in("".join(held))
+                ends.append(envelope["payload"])
+                text = "".join(held[index])
+                calls = use.calls_in(text)
+                answer_pk = exchanges[index].assistant_message.pk
                 if calls:
-                    for delta in call_deltas(calls, exchange.assistant_message.pk):
-                        yield streaming.sse_data(chunk(delta))
-                elif held:
-                    yield streaming.sse_data(chunk({"content": "".join(held)}))
-                yield streaming.sse_data(chunk({}, finish_reason(end, called=bool(calls))))
-                if body.stream_options and body.stream_options.include_usage:
-                    yield streaming.sse_data(chunk(None, usage=usage(end)))
-        yield b"data: [DONE]\n\n"
+                    deltas = call_deltas(calls, answer_pk)
+                else:
+                    deltas = [{"content": text}] if text else []
+                for delta in deltas:
+                    yield streaming.sse_data(chunk(delta, index=index))
+                reason = finish_reason(envelope["payload"], called=bool(calls))
+                yield streaming.sse_data(chunk({}, reason, index=index))
+    if not failed and body.stream_options and body.stream_options.include_usage:
+        yield streaming.sse_data(chunk(None, usage=_usage_of(ends)))
+    yield b"data: [DONE]\n\n"
+
+
+_ENDED = object()
+
+
+async def _merged(streams):
+    """(index, envelope) from several answers' event streams, in the order they come."""
+    queue: asyncio.Queue = asyncio.Queue()
+
+    async def pump(index: int, stream) -> None:
+        try:
+            async with aclosing(stream):
+                async for envelope in stream:
+                    await queue.put((index, envelope))
+            await queue.put((index, _ENDED))
+        except Exception as error:  # raised where the merged stream is read
+            await queue.put((index, error))
+
+    pumps = [asyncio.create_task(pump(index, stream)) for index, stream in enumerate(streams)]
+    try:
+        running = len(pumps)
+        while running:
+            index, envelope = await queue.get()
+            if isinstance(envelope, Exception):
+                raise envelope
+            if envelope is _ENDED:
+                running -= 1
+            else:
+                yield index, envelope
+    finally:
+        for task in pumps:
+            task.cancel()
+        await asyncio.gather(*pumps, return_exceptions=True)
 
 
 def error_event(envelope: dict) -> bytes:
@@ -327,12 +381,15 @@ def _chunk_maker(body, exchange):
         "model": body.model,
     }
 
-    def chunk(delta, finish_reason=None, usage=None, logprobs=None) -> dict:
+    def chunk(delta, finish_reason=None, usage=None, logprobs=None, index=0) -> dict:
         choices = (
             []
             if delta is None
             else [
-                {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}
+                {
+                    "index": index, "delta": delta, "logprobs": logprobs,
+                    "finish_reason": finish_reason,
+                }
             ]
         )
         return {**base, "choices": choices, **({"usage": usage} if usage else {})}
@@ -366,6 +423,13 @@ def _token_logprob(token: dict) -> dict:
 def usage(end: dict) -> dict:
     usage = end["usage"]
     return {**usage, "total_tokens": usage["prompt_tokens"] + usage["completion_tokens"]}
+
+
+def _usage_of(ends: list[dict]) -> dict:
+    """The usage of a request's choices: its prompt once (as OpenAI counts it), the answers'
+    tokens added up."""
+    completion = sum(end["usage"]["completion_tokens"] for end in ends)
+    return usage({"usage": {**ends[0]["usage"], "completion_tokens": completion}})
 
 
 def _model(model_id: str) -> dict:

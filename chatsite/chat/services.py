@@ -329,6 +329,33 @@ def transcript_exchange_start(
         )
 
 
+def transcript_exchanges_start(
+    *, user, turns: list[tuple[str, str]], adapter_slug: str | None, params: GenerationParams,
+    n: int,
+) -> list[Exchange]:
+    """`transcript_exchange_start` with `n` answers to the last turn (OpenAI's `n`), siblings
+    in the branch tree. With a seed, answer i samples with seed + i, so they differ as
+    OpenAI's choices do. All or nothing."""
+    with transaction.atomic():
+        first = transcript_exchange_start(
+            user=user, turns=turns, adapter_slug=adapter_slug, params=params
+        )
+        others = [
+            exchange_regenerate(
+                user=user, message_id=first.assistant_message.pk,
+                adapter_slug=adapter_slug or "", params=_nth_seed(params, index),
+            )
+            for index in range(1, n)
+        ]
+    return [first, *others]
+
+
+def _nth_seed(params: GenerationParams, index: int) -> GenerationParams:
+    if params.seed is None:
+        return params
+    return params.model_copy(update={"seed": (params.seed + index) % 2**63})
+
+
 def generation_earlier_text(*, message_id: int) -> str:
     """The text an answer already has before its generation starts (a continuation's)."""
     return Message.objects.values_list("content", flat=True).get(pk=message_id)
