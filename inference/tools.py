@@ -117,6 +117,17 @@ def parse_calls(text: str, functions: list[Function]) -> list[Call] | None:
     return calls
 
 
+def may_begin_calls(text: str) -> bool:
+    """Whether an answer that begins with `text` may yet be calls for `parse_calls`: nothing
+    but blanks yet, or a start that a call object, an array or a <tool_call> tag could have."""
+    start = text.lstrip()
+    if not start:
+        return True
+    if start[0] in "{[":
+        return True
+    return start.startswith(OPEN_TAG) or OPEN_TAG.startswith(start)
+
+
 def arguments_text(call: Call) -> str:
     """OpenAI's `function.arguments`: the arguments as a JSON string."""
     return _compact(call.arguments)

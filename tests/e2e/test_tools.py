@@ -112,6 +112,15 @@ def test_it_answers_text_when_the_model_makes_no_call_under_auto(client):
     assert isinstance(choice.message.content, str) and choice.finish_reason in ("stop", "length")
 
 
+def test_it_streams_prose_as_it_comes_under_auto(client):
+    whole = client.chat.completions.create(**ask(max_tokens=10), tool_choice="auto")
+    chunks = list(client.chat.completions.create(**ask(max_tokens=10), tool_choice="auto", stream=True))
+
+    contents = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    assert len(contents) > 1  # not held to the end: prose cannot begin a call
+    assert "".join(contents) == whole.choices[0].message.content
+
+
 def test_it_runs_an_agent_loop_that_sends_the_result_back(client):
     first = client.chat.completions.create(**ask(), tool_choice="required", parallel_tool_calls=False)
     call = first.choices[0].message.tool_calls[0]

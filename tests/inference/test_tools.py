@@ -3,7 +3,7 @@ fallback prompt's forms of calls and results."""
 
 import pytest
 
-from inference.tools import Call, Function, calls_text, parse_calls, results_text
+from inference.tools import Call, Function, calls_text, may_begin_calls, parse_calls, results_text
 
 FUNCTIONS = [Function("get_weather"), Function("get_time")]
 
@@ -50,3 +50,11 @@ def test_it_writes_each_result_under_its_function_s_name():
     assert results_text([("get_time", "12:00"), ("get_weather", "rain")]) == (
         "Result of get_time:\n12:00\n\nResult of get_weather:\nrain"
     )
+
+
+@pytest.mark.parametrize(
+    "start, may", [("", True), ("  ", True), (' {"na', True), ("[", True), ("<tool_", True),
+                   ("<tool_call>{", True), ("The", False), ("<b>", False), ("1", False)],
+)
+def test_it_tells_early_whether_an_answer_may_still_be_calls(start, may):
+    assert may_begin_calls(start) is may

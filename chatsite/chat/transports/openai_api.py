@@ -295,13 +295,14 @@ async def _chunks(body: CompletionRequest, use: ToolUse, exchanges, key_id: int)
     """chat.completion.chunk events, the choices' interleaved as they come (`index` tells
     them apart), then usage if asked for, then [DONE]. After an error only [DONE] follows: a
     finish chunk would read as an answer that ended well. With tools a choice's text is held
-    until its end, when it is known whether it is calls (sent as tool_calls deltas) or text
-    (sent as one content delta)."""
+    while it may still be calls, until its end, when it is known whether it is calls (sent as
+    tool_calls deltas) or text (sent as one content delta); text that cannot begin a call
+    (`ToolUse.may_call`) is sent from then on as it comes."""
     chunk = _chunk_maker(body, exchanges[0])
     for index in range(len(exchanges)):
         yield streaming.sse_data(chunk({"role": "assistant", "content": ""}, index=index))
     failed = False
-    held: list[list[str]] = [[] for _ in exchanges]
+    held: list[list[str] | None] = [[] if use.active else None for _ in exchanges]
     ends: list[dict] = []
     streams = [streaming.api_answer_events(exchange, key_id) for exchange in exchanges]
     async with aclosing(_merged(streams)) as events:
@@ -309,8 +310,11 @@ async def _chunks(body: CompletionRequest, use: ToolUse, exchanges, key_id: int)
             kind = envelope["type"] if envelope else None
             if envelope is None:
                 yield b": keep-alive\n\n"
-            elif kind == "inference.token" and use.active:
+            elif kind == "inference.token" and held[index] is not None:
                 held[index].append(envelope["payload"]["text"])
+                if not use.may_call("".join(held[index])):
+                    yield streaming.sse_data(chunk({"content": "".join(held[index])}, index=index))
+                    held[index] = None
             elif kind == "inference.token":
                 content = {"content": envelope["payload"]["text"]}
                 logprobs = _logprobs(body, [envelope])
@@ -320,8 +324,8 @@ async def _chunks(body: CompletionRequest, use: ToolUse, exchanges, key_id: int)
                 yield error_event(envelope)
             elif kind == "inference.end" and not failed:
                 ends.append(envelope["payload"])
-                text = "".join(held[index])
-                calls = use.calls_in(text)
+                text = "".join(held[index] or ())
+                calls = use.calls_in(text) if held[index] is not None else None
                 answer_pk = exchanges[index].assistant_message.pk
                 if calls:
                     deltas = call_deltas(calls, answer_pk)

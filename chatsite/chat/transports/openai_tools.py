@@ -26,6 +26,7 @@ from inference.tools import (
     arguments_text,
     call_schema,
     calls_text,
+    may_begin_calls,
     parse_calls,
     results_text,
     tools_prompt,
@@ -89,6 +90,10 @@ class ToolUse:
             return None
         schema = call_schema(list(self.forced), several=self.several)
         return ResponseFormat(type="json_schema", schema=schema)
+
+    def may_call(self, text: str) -> bool:
+        """Whether an answer that begins with `text` may yet turn out to be calls."""
+        return bool(self.forced) or may_begin_calls(text)
 
     def calls_in(self, text: str) -> list[Call] | None:
         return parse_calls(text, list(self.functions)) if self.active else None
