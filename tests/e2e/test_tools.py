@@ -157,9 +157,33 @@ def test_it_streams_a_call_that_the_sdk_assembles_and_parses(client):
         completion = stream.get_final_completion()
 
     choice = completion.choices[0]
+    assert events.count("tool_calls.function.arguments.delta") > 1  # as the tokens come
     assert "tool_calls.function.arguments.done" in events
     assert choice.finish_reason == "tool_calls"
     assert isinstance(choice.message.tool_calls[0].function.parsed_arguments, Weather)
+
+
+def test_it_streams_several_calls_that_the_sdk_assembles(client):
+    # a seed whose calls end by themselves (the SDK refuses to assemble a length-cut answer)
+    fields = next(
+        fields for seed in range(1, 9)
+        if client.chat.completions.create(**(fields := ask(max_tokens=200, seed=seed)), tool_choice="required")
+        .choices[0].finish_reason == "tool_calls"
+    )
+    whole = client.chat.completions.create(**fields, tool_choice="required")
+
+    with client.chat.completions.stream(**fields, tool_choice="required") as stream:
+        for _ in stream:
+            pass
+        completion = stream.get_final_completion()
+
+    streamed = completion.choices[0].message.tool_calls
+    def pairs(calls):
+        return [(call.function.name, call.function.arguments) for call in calls]
+
+    assert pairs(streamed) == pairs(whole.choices[0].message.tool_calls)
+    for call in streamed:
+        assert_valid_call(call)
 
 
 def langchain_model(alice, **fields) -> ChatOpenAI:

@@ -30,8 +30,8 @@ from chatsite.chat.transports.openai_tools import (
     Tool,
     ToolCall,
     ToolUse,
+    ToolStream,
     assistant_message,
-    call_deltas,
     tool_use,
     transcript,
 )
@@ -294,15 +294,13 @@ def finish_reason(end: dict, called: bool = False) -> str:
 async def _chunks(body: CompletionRequest, use: ToolUse, exchanges, key_id: int):
     """chat.completion.chunk events, the choices' interleaved as they come (`index` tells
     them apart), then usage if asked for, then [DONE]. After an error only [DONE] follows: a
-    finish chunk would read as an answer that ended well. With tools a choice's text is held
-    while it may still be calls, until its end, when it is known whether it is calls (sent as
-    tool_calls deltas) or text (sent as one content delta); text that cannot begin a call
-    (`ToolUse.may_call`) is sent from then on as it comes."""
+    finish chunk would read as an answer that ended well. With tools each choice's deltas are
+    its `openai_tools.ToolStream`'s (calls as tool_calls deltas, or text)."""
     chunk = _chunk_maker(body, exchanges[0])
     for index in range(len(exchanges)):
         yield streaming.sse_data(chunk({"role": "assistant", "content": ""}, index=index))
     failed = False
-    held: list[list[str] | None] = [[] if use.active else None for _ in exchanges]
+    tools = [ToolStream(use, e.assistant_message.pk) if use.active else None for e in exchanges]
     ends: list[dict] = []
     streams = [streaming.api_answer_events(exchange, key_id) for exchange in exchanges]
     async with aclosing(_merged(streams)) as events:
@@ -310,11 +308,9 @@ async def _chunks(body: CompletionRequest, use: ToolUse, exchanges, key_id: int)
             kind = envelope["type"] if envelope else None
             if envelope is None:
                 yield b": keep-alive\n\n"
-            elif kind == "inference.token" and held[index] is not None:
-                held[index].append(envelope["payload"]["text"])
-                if not use.may_call("".join(held[index])):
-                    yield streaming.sse_data(chunk({"content": "".join(held[index])}, index=index))
-                    held[index] = None
+            elif kind == "inference.token" and tools[index] is not None:
+                for delta in tools[index].push(envelope["payload"]["text"]):
+                    yield streaming.sse_data(chunk(delta, index=index))
             elif kind == "inference.token":
                 content = {"content": envelope["payload"]["text"]}
                 logprobs = _logprobs(body, [envelope])
@@ -324,16 +320,10 @@ async def _chunks(body: CompletionRequest, use: ToolUse, exchanges, key_id: int)
                 yield error_event(envelope)
             elif kind == "inference.end" and not failed:
                 ends.append(envelope["payload"])
-                text = "".join(held[index] or ())
-                calls = use.calls_in(text) if held[index] is not None else None
-                answer_pk = exchanges[index].assistant_message.pk
-                if calls:
-                    deltas = call_deltas(calls, answer_pk)
-                else:
-                    deltas = [{"content": text}] if text else []
+                deltas, called = tools[index].end() if tools[index] else ([], False)
                 for delta in deltas:
                     yield streaming.sse_data(chunk(delta, index=index))
-                reason = finish_reason(envelope["payload"], called=bool(calls))
+                reason = finish_reason(envelope["payload"], called=called)
                 yield streaming.sse_data(chunk({}, reason, index=index))
     if not failed and body.stream_options and body.stream_options.include_usage:
         yield streaming.sse_data(chunk(None, usage=_usage_of(ends)))

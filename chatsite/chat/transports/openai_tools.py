@@ -11,6 +11,7 @@ them and reports an answer that is a call (`inference.tools.parse_calls`) as `to
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -142,14 +143,73 @@ def assistant_message(use: ToolUse, text: str, answer_pk: int) -> dict:
     return message
 
 
+# How a forced single call begins: the grammar writes `name` first (inference.tools.call_schema)
+# and compact JSON, so the arguments follow this and end one character before the answer does.
+CALL_START = re.compile(r'\{"name":"([A-Za-z0-9_-]{1,64})","arguments":')
+
+
+class ToolStream:
+    """One streamed choice's deltas when tools are offered. Text that cannot begin a call
+    streams as content as it comes; a forced single call streams as soon as its name is
+    written, its arguments in fragments as they come; anything else is held to the end, when
+    `parse_calls` decides."""
+
+    def __init__(self, use: ToolUse, answer_pk: int):
+        self.use = use
+        self.answer_pk = answer_pk
+        self.text = ""
+        self.state = "holding"  # or "prose", or "call" (a forced single call, streaming)
+        self.sent = 0  # how much of the text a call's deltas have sent
+
+    def push(self, piece: str) -> list[dict]:
+        self.text += piece
+        if self.state == "prose":
+            return [{"content": piece}]
+        if self.state == "holding" and not self.use.may_call(self.text):
+            self.state = "prose"
+            return [{"content": self.text}]
+        deltas = []
+        if self.state == "holding" and self.use.forced and not self.use.several:
+            start = CALL_START.match(self.text)
+            if start:
+                self.state, self.sent = "call", start.end()
+                deltas.append(_call_head(self.answer_pk, 0, start.group(1)))
+        if self.state == "call":
+            # The last character may be the call object's own closing brace: held back.
+            deltas += self._arguments(len(self.text) - 1)
+        return deltas
+
+    def end(self) -> tuple[list[dict], bool]:
+        """The last deltas, and whether the choice was calls."""
+        if self.state == "prose":
+            return [], False
+        if self.state == "call":
+            closed = self.use.calls_in(self.text) is not None
+            return self._arguments(len(self.text) - 1 if closed else len(self.text)), True
+        calls = self.use.calls_in(self.text)
+        if calls:
+            return call_deltas(calls, self.answer_pk), True
+        return ([{"content": self.text}] if self.text else []), False
+
+    def _arguments(self, upto: int) -> list[dict]:
+        if upto <= self.sent:
+            return []
+        fragment, self.sent = self.text[self.sent:upto], upto
+        return [{"tool_calls": [{"index": 0, "function": {"arguments": fragment}}]}]
+
+
+def _call_head(answer_pk: int, index: int, name: str) -> dict:
+    head = {"index": index, "id": _call_id(answer_pk, index), "type": "function",
+            "function": {"name": name, "arguments": ""}}
+    return {"tool_calls": [head]}
+
+
 def call_deltas(calls: list[Call], answer_pk: int) -> list[dict]:
     """Stream deltas of `calls` as OpenAI sends them: per call, its id, type and name with
     empty arguments, then the arguments."""
     deltas = []
     for index, call in enumerate(calls):
-        head = {"index": index, "id": _call_id(answer_pk, index), "type": "function",
-                "function": {"name": call.name, "arguments": ""}}
-        deltas.append({"tool_calls": [head]})
+        deltas.append(_call_head(answer_pk, index, call.name))
         arguments = _function_out(call)["arguments"]
         deltas.append({"tool_calls": [{"index": index, "function": {"arguments": arguments}}]})
     return deltas
