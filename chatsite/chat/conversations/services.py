@@ -22,7 +22,7 @@ from chatsite.chat.models import Conversation, Message, ServerProcess
 from chatsite.chat.streams.protocol import GenerationParams
 from chatsite.chat.transports.request_params import grammar_for
 from chatsite.chat.workers import processes
-from chatsite.errors import ChatError
+from chatsite.errors import ChatError, field_error
 from inference.types import Finished, GenerationRequest, SamplingParams
 
 TITLE_CHARS = 60
@@ -523,7 +523,9 @@ def _sampling(params: GenerationParams, adapter: AdapterDefaults) -> SamplingPar
     max_tokens = params.max_tokens or adapter.max_tokens or settings.DEFAULT_MAX_NEW_TOKENS
     if max_tokens > settings.MAX_NEW_TOKENS:
         raise ChatError(
-            "bad_request", f"max_tokens can be at most {settings.MAX_NEW_TOKENS}."
+            "bad_request",
+            f"max_tokens can be at most {settings.MAX_NEW_TOKENS}.",
+            param="max_tokens",
         )
     defaults = SamplingParams()
     temperature = params.temperature
@@ -552,9 +554,9 @@ def _sampling(params: GenerationParams, adapter: AdapterDefaults) -> SamplingPar
 def _grammar(params: GenerationParams) -> str | None:
     grammar = grammar_for(params.response_format)
     if grammar and params.ignore_eos:
-        raise ChatError(
-            "bad_request", "Field “ignore_eos”: cannot be combined with a JSON "
-            "response_format; the answer ends where the JSON does."
+        raise field_error(
+            "ignore_eos",
+            "cannot be combined with a JSON response_format; the answer ends where the JSON does.",
         )
     return grammar
 

@@ -27,6 +27,8 @@ from prometheus_client import REGISTRY, Counter, Gauge, Histogram, generate_late
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from chatsite.errors import ChatError, status_of
+
 log = logging.getLogger(__name__)
 
 # This process, as the `worker` label names it (a Celery worker uses the same name in Redis).
@@ -196,21 +198,16 @@ def metrics_view(request):
         sent = request.headers.get("Authorization", "").encode()
         if not hmac.compare_digest(sent, f"Bearer {token}".encode()):
             return _refuse(
-                401,
-                "not_authenticated",
-                "Send “Authorization: Bearer <METRICS_TOKEN>”.",
+                ChatError("not_authenticated", "Send “Authorization: Bearer <METRICS_TOKEN>”.")
             )
     elif not settings.DEBUG:
-        return _refuse(
-            403,
-            "forbidden",
-            "Metrics are off: set METRICS_TOKEN to read them with that token.",
-        )
+        off = "Metrics are off: set METRICS_TOKEN to read them with that token."
+        return _refuse(ChatError("forbidden", off))
     return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)
 
 
-def _refuse(status: int, code: str, message: str) -> JsonResponse:
-    return JsonResponse({"code": code, "message": message}, status=status)
+def _refuse(err: ChatError) -> JsonResponse:
+    return JsonResponse({"code": err.code, "message": err.message}, status=status_of(err))
 
 
 _server_lock = threading.Lock()

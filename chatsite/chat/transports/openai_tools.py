@@ -17,7 +17,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from chatsite.errors import ChatError
+from chatsite.errors import ChatError, field_error
 from chatsite.chat.streams.protocol import ResponseFormat
 from inference.errors import InferenceError
 from inference.grammar import json_schema_grammar
@@ -286,7 +286,7 @@ def _function(index: int, spec: FunctionSpec) -> Function:
         try:
             json_schema_grammar(spec.parameters)
         except InferenceError as error:
-            raise ChatError(error.code, f"Field “{where}.parameters”: {error.message}") from None
+            raise field_error(f"{where}.parameters", error.message, error.code) from None
     return Function(spec.name, spec.description, spec.parameters)
 
 
@@ -308,4 +308,4 @@ def _function_out(call: Call) -> dict:
 
 
 def _bad(field: str, problem: str) -> ChatError:
-    return ChatError("bad_request", f"Field “{field}”: {problem}.")
+    return field_error(field, f"{problem}.")
