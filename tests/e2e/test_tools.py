@@ -153,12 +153,16 @@ def test_it_streams_a_call_that_the_sdk_assembles_and_parses(client):
         **ask(tools=[openai.pydantic_function_tool(Weather)]), tool_choice="required",
         parallel_tool_calls=False,
     ) as stream:
-        events = [event.type for event in stream]
+        events = list(stream)
         completion = stream.get_final_completion()
 
+    for event in events:
+        if event.type == "chunk":
+            schemas.validate("openai-chat", "CreateChatCompletionStreamResponse", event.chunk.to_dict())
+    kinds = [event.type for event in events]
     choice = completion.choices[0]
-    assert events.count("tool_calls.function.arguments.delta") > 1  # as the tokens come
-    assert "tool_calls.function.arguments.done" in events
+    assert kinds.count("tool_calls.function.arguments.delta") > 1  # as the tokens come
+    assert "tool_calls.function.arguments.done" in kinds
     assert choice.finish_reason == "tool_calls"
     assert isinstance(choice.message.tool_calls[0].function.parsed_arguments, Weather)
 
