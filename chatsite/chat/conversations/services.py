@@ -556,7 +556,8 @@ def _grammar(params: GenerationParams) -> str | None:
     if grammar and params.ignore_eos:
         raise field_error(
             "ignore_eos",
-            "cannot be combined with a JSON response_format; the answer ends where the JSON does.",
+            "cannot be combined with a JSON response_format or a forced tool call; the answer "
+            "ends where the JSON does.",
         )
     return grammar
 
