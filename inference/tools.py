@@ -42,8 +42,9 @@ class Call:
     arguments: dict
 
 
-def tools_prompt(functions: list[Function]) -> str:
-    """The system-prompt text that offers `functions` to the model."""
+def tools_prompt(functions: list[Function], *, several: bool = True) -> str:
+    """The system-prompt text that offers `functions` to the model (`several`: calls may be
+    made several at once)."""
     listed = "\n".join(
         json.dumps(
             {"name": f.name, "description": f.description, "parameters": f.arguments_schema},
@@ -51,12 +52,13 @@ def tools_prompt(functions: list[Function]) -> str:
         )
         for f in functions
     )
+    at_once = "; to call several at once, a JSON array of such objects" if several else ""
     return (
         "You can call these functions:\n"
         f"{listed}\n"
         "To call one, answer with only a JSON object "
-        '{"name": <function name>, "arguments": <its arguments as a JSON object>}; '
-        "to call several at once, a JSON array of such objects. "
+        '{"name": <function name>, "arguments": <its arguments as a JSON object>}'
+        f"{at_once}. "
         "A function's result comes back in a message that starts with “Result of”."
     )
 

@@ -4,6 +4,7 @@ tests/e2e/test_tools.py.)"""
 
 import pytest
 
+from chatsite.chat.transports.openai_tools import Tool, tool_use
 from tests.chat.conftest import chat, nothing_stored
 
 pytestmark = pytest.mark.django_db
@@ -60,3 +61,12 @@ def test_it_says_why_a_function_s_parameters_cannot_be_enforced(call):
     _, answer, _ = call("/v1/chat/completions", chat(tools=[function(parameters=UNENFORCEABLE)]))
 
     assert "missing" in answer["error"]["message"]
+
+
+def test_it_reads_several_calls_as_text_when_parallel_calls_are_off():
+    tools = [Tool.model_validate(NOW)]
+    two = '[{"name":"now","arguments":{}},{"name":"now","arguments":{}}]'
+
+    assert len(tool_use(tools, "auto", None).calls_in(two)) == 2
+    assert tool_use(tools, "auto", False).calls_in(two) is None
+    assert tool_use(tools, "auto", False).calls_in('{"name":"now","arguments":{}}')

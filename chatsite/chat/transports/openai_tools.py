@@ -97,7 +97,10 @@ class ToolUse:
         return bool(self.forced) or may_begin_calls(text)
 
     def calls_in(self, text: str) -> list[Call] | None:
-        return parse_calls(text, list(self.functions)) if self.active else None
+        """The calls `text` makes; None for text, and for several calls when only one may be
+        made (`parallel_tool_calls` false)."""
+        calls = parse_calls(text, list(self.functions)) if self.active else None
+        return calls if calls and (self.several or len(calls) == 1) else None
 
 
 def tool_use(tools: list[Tool] | None, choice, parallel: bool | None) -> ToolUse:
@@ -243,7 +246,8 @@ def transcript(messages, use: ToolUse) -> list[tuple[str, str]]:
     if results:
         turns.append(("user", results_text(results)))
     if use.active:
-        turns.insert(len(turns) - 1, ("system", tools_prompt(list(use.functions))))
+        prompt = tools_prompt(list(use.functions), several=use.several)
+        turns.insert(len(turns) - 1, ("system", prompt))
     return turns
 
 
