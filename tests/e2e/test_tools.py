@@ -93,6 +93,16 @@ def test_it_calls_the_function_that_tool_choice_names(client):
     assert_valid_call(call)
 
 
+def test_it_calls_tools_on_lorax_s_openai_route_too(alice):
+    lorax_route = openai.OpenAI(base_url=f"{alice.base_url}/lorax/v1", api_key=alice.key, max_retries=0)
+    named = {"type": "function", "function": {"name": "get_weather"}}
+
+    [call] = lorax_route.chat.completions.create(**ask(), tool_choice=named).choices[0].message.tool_calls
+
+    assert call.function.name == "get_weather"
+    assert_valid_call(call)
+
+
 def test_it_makes_several_calls_at_once_when_parallel_calls_are_allowed(client):
     choice = client.chat.completions.create(**ask(max_tokens=120, seed=5), tool_choice="required").choices[0]
 
