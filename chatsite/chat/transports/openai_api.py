@@ -316,7 +316,7 @@ async def _chunks(body: CompletionRequest, use: ToolUse, exchanges, key_id: int)
                     yield streaming.sse_data(chunk(delta, index=index))
                 reason = finish_reason(envelope["payload"], called=called)
                 yield streaming.sse_data(chunk({}, reason, index=index))
-    if not failed and body.stream_options and body.stream_options.include_usage:
+    if ends and not failed and body.stream_options and body.stream_options.include_usage:
         yield streaming.sse_data(chunk(None, usage=_usage_of(ends)))
     yield b"data: [DONE]\n\n"
 
