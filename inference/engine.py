@@ -529,9 +529,10 @@ class BatchEngine:
             self._send(row, text)
             self._finish(row, "stop", stop_sequence=True)
         elif row.grammar is not None and row.grammar.complete:
-            # Nothing but an end token may follow: end now, without a step to sample it.
+            # Nothing but an end token may follow: end now, without a step to sample it. Closed
+            # because the limit was near, it was cut short, however well it parses.
             self._send(row, text + self._held_text(row))
-            self._finish(row, "stop")
+            self._finish(row, "length" if row.grammar.steered else "stop")
         elif row.completion_tokens >= row.params.max_new_tokens:
             self._send(row, text + self._held_text(row))
             self._finish(row, "length")

@@ -54,6 +54,13 @@ async def start(starter=services.exchange_start, **fields):
     may still be loading) must not cancel half of it, or the answer would stay `pending` for
     good. The start finishes; the run, followed by nobody, then ends as if its client had just
     left (the grace period, then `interrupted`)."""
+    [started] = await start_all(lambda **given: [starter(**given)], **fields)
+    return started
+
+
+async def start_all(starter, **fields) -> list[tuple[services.Exchange, GenerationRun]]:
+    """`start` for a starter that records several exchanges (OpenAI's `n`): [(exchange,
+    run)], started together, so the engine decodes them in one batch."""
     task = asyncio.get_running_loop().create_task(_start(starter, fields))
     try:
         return await asyncio.shield(task)
@@ -66,14 +73,14 @@ async def _start(starter, fields: dict):
     # asgiref's sync_to_async, as Django advises inside a request (the request's end closes its
     # connection); channels' database_sync_to_async is for work outside requests.
     _refuse_when_engine_full()
-    exchange = await sync_to_async(starter)(**fields)
-    return exchange, await _run_detached(exchange)
+    exchanges = await sync_to_async(starter)(**fields)
+    return [(exchange, await _run_detached(exchange)) for exchange in exchanges]
 
 
 def _abandoned(task: asyncio.Task) -> None:
     if not task.cancelled() and task.exception() is None:
-        _, run = task.result()
-        run.subscribe().close()
+        for _, run in task.result():
+            run.subscribe().close()
 
 
 def start_from_sync_view(**fields) -> services.Exchange:
