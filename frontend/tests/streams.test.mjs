@@ -43,21 +43,32 @@ test("it places a sent message's answer and streams its text", () => {
   assert.deepEqual(streamed.effects.map((effect) => effect.message.content), ["Ahoy, friend"]);
 });
 
-test("it takes the saved status from the end, whatever the reason", () => {
+function ended(reason, status) {
+  const followed = follow(initialStreams(), { id: 4, role: "assistant", content: "" }, null);
+  return run(followed, start({ message: 4, conversation: 1, adapter: null, parent: 3 }), end(4, reason, status));
+}
+
+test("it ends an answer with the status the server saved", () => {
+  // docs/PROTOCOL.md: a cut by a cap (length, timeout) is complete; a stop is stopped.
   const cases = [
-    ["stop", "complete"], ["length", "complete"], ["cancelled", "stopped"],
-    ["timeout", "interrupted"], ["interrupted", "interrupted"], ["error", "error"],
+    ["stop", "complete"], ["length", "complete"], ["timeout", "complete"], ["cancelled", "stopped"],
+    ["interrupted", "interrupted"], ["error", "error"],
   ];
   for (const [reason, status] of cases) {
-    const followed = follow(initialStreams(), { id: 4, role: "assistant", content: "" }, null);
-    const ended = run(followed, start({ message: 4, conversation: 1, adapter: null, parent: 3 }), end(4, reason, status));
-    const [changed, finished] = ended.effects;
+    const state = ended(reason, status);
+    const [changed, finished] = state.effects;
     assert.equal(changed.message.status, status, reason);
     assert.equal(changed.message.finish_reason, reason);
     assert.deepEqual(changed.message.usage, { prompt_tokens: 5, completion_tokens: 2 });
-    assert.equal(finished.type, "ended");
-    assert.equal(ended.followed.has(4), false, "an ended answer is no longer followed");
+    assert.deepEqual(changed.message.timings, { ttft_ms: 10, total_ms: 40 });
+    assert.deepEqual(finished, { type: "ended", message: changed.message });
+    assert.equal(state.followed.has(4), false, "an ended answer is no longer followed");
   }
+});
+
+test("it never derives the status from the reason", () => {
+  assert.equal(ended("stop", "interrupted").effects[0].message.status, "interrupted");
+  assert.equal(ended("error", "complete").effects[0].message.status, "complete");
 });
 
 test("it never changes the state it is given", () => {
@@ -160,4 +171,24 @@ test("it counts as live only the followed answers on show that are still written
   state = follow(state, { id: 3, role: "assistant", status: "complete" }, 0);
   const shown = new Map([[1, {}], [3, {}]]);
   assert.deepEqual(liveAmong(state, shown).map((message) => message.id), [1]);
+});
+
+test("it places a regenerated answer beside its siblings", () => {
+  const asked = expect(initialStreams(), { kind: "regenerate", conversation: 2 });
+  const started = reduce(asked, start({ message: 15, conversation: 2, adapter: "demo-chef", parent: 8 }));
+  const [placed] = started.effects;
+  assert.equal(placed.type, "placed");
+  assert.equal(placed.pending.kind, "regenerate");
+  assert.equal(placed.parent, 8);
+  assert.deepEqual(placed.answer, {
+    id: 15, parent: 8, role: "assistant", content: "", status: "streaming", adapter: "demo-chef",
+    error: null, usage: null, timings: null, finish_reason: "",
+  });
+});
+
+test("it resumes a followed answer after the last event seen", () => {
+  const state = follow(initialStreams(), { id: 4, role: "assistant", content: "abc" }, 3);
+  const after = reduce(state, token(4, "d", 3));
+  assert.equal(after.followed.get(4).seq, 4);
+  assert.equal(after.followed.get(4).message.content, "abcd");
 });
