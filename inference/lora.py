@@ -52,9 +52,10 @@ def new_rows_version() -> int:
 class BatchedLoraLinear(nn.Module):
     """A base Linear plus the LoRA updates of whichever adapter each batch row uses."""
 
-    def __init__(self, base: nn.Linear, context: LoraContext, slots: int):
+    def __init__(self, base: nn.Linear, context: LoraContext, slots: int, dtype: torch.dtype):
         super().__init__()
         self.base = base
+        self.dtype = dtype  # the factors' (a quantized base's weights are int8)
         self.context = context
         self.slots = slots
         self.rank = 0
@@ -101,9 +102,9 @@ class BatchedLoraLinear(nn.Module):
 
     def _grow(self, rank: int) -> None:
         """Pad every slot to a larger rank; zero columns leave the results unchanged."""
-        weight = self.base.weight
-        a = weight.new_zeros(self.slots, self.in_features, rank)
-        b = weight.new_zeros(self.slots, rank, self.out_features)
+        like = {"dtype": self.dtype, "device": self.base.weight.device}
+        a = torch.zeros(self.slots, self.in_features, rank, **like)
+        b = torch.zeros(self.slots, rank, self.out_features, **like)
         if self.a is not None:
             a[:, :, : self.rank] = self.a
             b[:, : self.rank, :] = self.b
@@ -134,7 +135,9 @@ class LoraLayers:
         if layer is None:
             parent_name, _, child = name.rpartition(".")
             parent = self._model.get_submodule(parent_name) if parent_name else self._model
-            layer = BatchedLoraLinear(getattr(parent, child), self.context, self.slots)
+            layer = BatchedLoraLinear(
+                getattr(parent, child), self.context, self.slots, self._model.dtype
+            )
             setattr(parent, child, layer)
             self._layers[name] = layer
         return layer
