@@ -10,8 +10,8 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from chatsite.chat.routing import websocket_urlpatterns  # noqa: E402
-from chatsite.chat.startup import warm_up  # noqa: E402
+from chatsite.chat.ops.startup import warm_up  # noqa: E402
+from chatsite.chat.transports.socket_urls import websocket_urlpatterns  # noqa: E402
 from chatsite.middleware import ThreadPerConnection  # noqa: E402
 from chatsite.origins import SiteOriginOnly  # noqa: E402
 

@@ -8,4 +8,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatsite.settings")
 
 app = Celery("chatsite")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks()
+# The chat app's tasks live in chatsite/chat/workers/tasks.py, not in the app's own `tasks`
+# module where plain autodiscovery looks; name the package (the task's NAME stays
+# "chatsite.chat.tasks.generate", which CELERY_TASK_ROUTES matches).
+app.autodiscover_tasks(["chatsite.chat.workers"])

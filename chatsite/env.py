@@ -66,7 +66,7 @@ class Environment(BaseSettings):
     MAX_PROMPT_CHARS: int = Field(default=32000, ge=1)
     MAX_NEW_TOKENS: int = Field(default=1024, ge=1)
     DEFAULT_MAX_NEW_TOKENS: int = Field(default=256, ge=1)
-    # Per user, on every transport (chatsite/chat/limits.py). The old API_* names still work.
+    # Per user, on every transport (chatsite/chat/conversations/limits.py). The old API_* names still work.
     MAX_LIVE_ANSWERS: int = Field(
         default=4, ge=1, validation_alias=AliasChoices("MAX_LIVE_ANSWERS", "API_MAX_CONCURRENT")
     )

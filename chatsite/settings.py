@@ -46,7 +46,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "axes.middleware.AxesMiddleware",
-    "chatsite.chat.error_bodies.ApiErrorBodies",  # JSON 404/405/413 under the API prefixes
+    "chatsite.chat.transports.error_bodies.ApiErrorBodies",  # JSON 404/405/413 under the API prefixes
     # Last, so the whole chain runs in one thread per request; see its docstring.
     "chatsite.middleware.OneThreadPerRequest",
 ]
@@ -187,10 +187,10 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["chatsite.chat.parsers.GateJSONParser"],
-    "DEFAULT_THROTTLE_CLASSES": ["chatsite.chat.throttling.ApiRateThrottle"],
+    "DEFAULT_PARSER_CLASSES": ["chatsite.chat.transports.parsers.GateJSONParser"],
+    "DEFAULT_THROTTLE_CLASSES": ["chatsite.chat.transports.throttling.ApiRateThrottle"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "chatsite.chat.api_common.native_exception_handler",
+    "EXCEPTION_HANDLER": "chatsite.chat.transports.api_common.native_exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 SPECTACULAR_SETTINGS = {
@@ -207,7 +207,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
 }
-# Per user, on every transport: README "Limits" says what each counts (chatsite/chat/limits.py).
+# Per user, on every transport: README "Limits" says what each counts (chatsite/chat/conversations/limits.py).
 MAX_LIVE_ANSWERS = ENV.MAX_LIVE_ANSWERS
 RATE_LIMIT = ENV.RATE_LIMIT
 
@@ -235,13 +235,13 @@ TOKEN_LOG_TTL_S = ENV.TOKEN_LOG_TTL_S
 WORKER_HEARTBEAT_S = ENV.WORKER_HEARTBEAT_S
 WORKER_LOST_AFTER_S = ENV.WORKER_LOST_AFTER_S
 WORKER_CONCURRENCY = ENV.WORKER_CONCURRENCY
-FAILOVER_MAX = ENV.FAILOVER_MAX  # chatsite/chat/failover.py
-ROUTING_AFFINITY = ENV.ROUTING_AFFINITY  # chatsite/chat/task_routing.py
+FAILOVER_MAX = ENV.FAILOVER_MAX  # chatsite/chat/workers/failover.py
+ROUTING_AFFINITY = ENV.ROUTING_AFFINITY  # chatsite/chat/workers/task_routing.py
 MAX_PROMPT_CHARS = ENV.MAX_PROMPT_CHARS
 MAX_NEW_TOKENS = ENV.MAX_NEW_TOKENS
 DEFAULT_MAX_NEW_TOKENS = ENV.DEFAULT_MAX_NEW_TOKENS
 
-# Metrics (chatsite/chat/metrics.py): /metrics needs this bearer token, or DEBUG when unset.
+# Metrics (chatsite/chat/ops/metrics.py): /metrics needs this bearer token, or DEBUG when unset.
 METRICS_TOKEN = ENV.METRICS_TOKEN
 WORKER_METRICS_PORT = ENV.WORKER_METRICS_PORT
 WORKER_METRICS_ADDR = ENV.WORKER_METRICS_ADDR

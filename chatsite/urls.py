@@ -1,7 +1,8 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from chatsite.chat import lorax_api, metrics, openai_api, openai_completions
+from chatsite.chat.ops import metrics
+from chatsite.chat.transports import lorax_api, openai_api, openai_completions
 from chatsite.health import healthz
 
 urlpatterns = [
@@ -9,7 +10,7 @@ urlpatterns = [
     path("metrics", metrics.metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
     path("accounts/", include("chatsite.accounts.urls")),
-    path("api/v1/", include("chatsite.chat.api_urls")),
+    path("api/v1/", include("chatsite.chat.transports.native_api_urls")),
     # OpenAI-compatible (docs/PROTOCOL.md §2).
     path("v1/chat/completions", openai_api.chat_completions, name="openai-chat-completions"),
     path("v1/completions", openai_completions.completions, name="openai-completions"),
@@ -26,5 +27,5 @@ urlpatterns = [
     path("lorax/generate_stream", lorax_api.generate_stream, name="lorax-generate-stream"),
     path("lorax/info", lorax_api.info, name="lorax-info"),
     path("lorax/health", lorax_api.health, name="lorax-health"),
-    path("", include("chatsite.chat.urls")),
+    path("", include("chatsite.chat.pages.urls")),
 ]

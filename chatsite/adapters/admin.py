@@ -23,12 +23,12 @@ from django.utils.timezone import localtime
 from django.views.decorators.http import require_POST
 
 from chatsite.adapters import cache, services
-from chatsite.adapters.models import Adapter
 from chatsite.adapters.charts import usage_chart
+from chatsite.adapters.models import Adapter
 from chatsite.adapters.selectors import adapter_path, adapter_usage, adapter_usage_by_day
 from chatsite.adapters.trial import trial_request, trial_stream
-from chatsite.chat import envelopes
-from chatsite.chat.errors import ChatError
+from chatsite.chat.streams import envelopes
+from chatsite.errors import ChatError
 from inference.errors import AdapterError
 from inference.validation import readable_size, validate_adapter_dir
 

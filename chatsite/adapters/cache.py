@@ -15,8 +15,8 @@ from django.conf import settings
 
 from chatsite.adapters.models import Adapter
 from chatsite.adapters.selectors import adapter_ref
-from chatsite.chat.engine import local_engine
-from chatsite.chat.errors import ChatError
+from chatsite.chat.workers.engine_holder import local_engine
+from chatsite.errors import ChatError
 
 
 class CacheUnavailable(Exception):

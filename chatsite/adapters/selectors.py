@@ -10,7 +10,7 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from chatsite.adapters.models import Adapter
-from chatsite.chat.errors import ChatError
+from chatsite.errors import ChatError
 from inference.types import AdapterRef, ChatTurn
 
 

@@ -1,7 +1,7 @@
 """The admin's try-it box: one test prompt through an adapter, streamed, saved nowhere.
 
 It runs on the same engine as every conversation and speaks the same envelopes (built by
-`chatsite.chat.envelopes`), but keeps no rows, so trying an adapter never counts as usage.
+`chatsite.chat.streams.envelopes`), but keeps no rows, so trying an adapter never counts as usage.
 Staff may try an adapter before enabling it; it passed validation when it came in.
 """
 
@@ -15,9 +15,9 @@ from django.conf import settings
 
 from chatsite.adapters.models import Adapter
 from chatsite.adapters.selectors import adapter_defaults, adapter_ref
-from chatsite.chat import envelopes
-from chatsite.chat.engine import local_engine
-from chatsite.chat.errors import ChatError
+from chatsite.chat.streams import envelopes
+from chatsite.chat.workers.engine_holder import local_engine
+from chatsite.errors import ChatError
 from inference.types import ChatTurn, Failed, Finished, GenerationRequest, SamplingParams, TextDelta
 
 TRIAL_MAX_TOKENS = 64

@@ -6,4 +6,4 @@ class ChatConfig(AppConfig):
     verbose_name = "Chat"
 
     def ready(self):
-        from chatsite.chat import checks  # noqa: F401  (registers system checks)
+        from chatsite.chat.ops import checks  # noqa: F401  (registers system checks)

@@ -69,9 +69,9 @@ async def short_answer(owner):
     """A five-token answer of the owner's on the demo poet, started in this process: its row."""
     from channels.db import database_sync_to_async
 
-    from chatsite.chat import streaming
     from chatsite.chat.models import Message
-    from chatsite.chat.protocol import GenerationParams
+    from chatsite.chat.streams.protocol import GenerationParams
+    from chatsite.chat.transports import streaming
 
     exchange, _ = await streaming.start(
         user=owner, conversation_id=None, content="Hello", adapter_slug="demo-poet",

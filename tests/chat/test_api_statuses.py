@@ -93,11 +93,11 @@ def test_it_answers_an_unknown_or_forbidden_model_with_model_not_found(client, k
 @pytest.fixture
 def full_engine(demo_model, monkeypatch):
     """This process's engine, built with no room in its wait queue: it refuses everything."""
-    import chatsite.chat.engine
+    import chatsite.chat.workers.engine_holder
     from inference.engine import BatchEngine
 
     engine = BatchEngine(str(demo_model.base_dir), device="cpu", max_queued=0)
-    monkeypatch.setattr(chatsite.chat.engine, "_engine", engine)
+    monkeypatch.setattr(chatsite.chat.workers.engine_holder, "_engine", engine)
     yield engine
     engine.close()
 
@@ -137,13 +137,13 @@ async def test_it_refuses_every_family_with_429_and_retry_after_when_the_engine_
 @pytest.fixture
 def pinned_full_engine(demo_model, demo_adapters, monkeypatch):
     """This process's engine with one adapter slot, held by a pinned demo-chef."""
-    import chatsite.chat.engine
+    import chatsite.chat.workers.engine_holder
     from chatsite.adapters.selectors import adapter_ref
     from inference.engine import BatchEngine
 
     engine = BatchEngine(str(demo_model.base_dir), device="cpu", max_adapters=1)
     engine.preload(adapter_ref(demo_adapters["demo-chef"]), pin=True)
-    monkeypatch.setattr(chatsite.chat.engine, "_engine", engine)
+    monkeypatch.setattr(chatsite.chat.workers.engine_holder, "_engine", engine)
     yield engine
     engine.close()
 
@@ -219,9 +219,9 @@ async def test_it_reports_an_answer_cut_by_the_time_cap_to_lorax_as_incomplete(k
 @pytest.fixture
 def broken_engine(settings, monkeypatch):
     """No engine yet, and a base model that cannot load: every answer fails after it began."""
-    import chatsite.chat.engine
+    import chatsite.chat.workers.engine_holder
 
-    monkeypatch.setattr(chatsite.chat.engine, "_engine", None)
+    monkeypatch.setattr(chatsite.chat.workers.engine_holder, "_engine", None)
     settings.BASE_MODEL = "/nonexistent/model"
 
 

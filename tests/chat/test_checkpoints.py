@@ -5,8 +5,8 @@ import asyncio
 import pytest
 from channels.db import database_sync_to_async
 
-from chatsite.chat import checkpoints
 from chatsite.chat.models import Conversation, Message
+from chatsite.chat.streams import checkpoints
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -112,7 +112,7 @@ async def test_one_statement_saves_many_answers_each_its_own_text_past_the_chunk
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from chatsite.chat import services
+    from chatsite.chat.conversations import services
 
     monkeypatch.setattr(services, "CHECKPOINT_ROWS", 2)
     ids = await live_answers(owner, 5)

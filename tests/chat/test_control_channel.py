@@ -11,7 +11,7 @@ import redis
 from django.test import override_settings
 from redis.connection import parse_url
 
-from chatsite.chat import tokenlog
+from chatsite.chat.streams import tokenlog
 from tests.conftest import require_service
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")

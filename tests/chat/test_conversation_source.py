@@ -2,9 +2,9 @@
 
 import pytest
 
-from chatsite.chat import services
+from chatsite.chat.conversations import services
 from chatsite.chat.models import Conversation
-from chatsite.chat.protocol import GenerationParams
+from chatsite.chat.streams.protocol import GenerationParams
 
 pytestmark = pytest.mark.django_db
 

@@ -3,7 +3,7 @@ tier a core."""
 
 import pytest
 
-from chatsite.chat import engine
+from chatsite.chat.workers import engine_holder
 
 
 @pytest.mark.parametrize(
@@ -22,7 +22,7 @@ def test_it_leaves_the_web_tier_a_core_in_local_mode_on_a_cpu(
     settings.INFERENCE_MODE, settings.ENGINE_DEVICE = mode, device
     monkeypatch.setattr("os.cpu_count", lambda: cores)
 
-    assert engine._default_threads() == threads
+    assert engine_holder._default_threads() == threads
 
 
 def test_the_batch_limits_reach_the_engine_it_loads(settings, demo_model):
@@ -30,7 +30,7 @@ def test_the_batch_limits_reach_the_engine_it_loads(settings, demo_model):
     settings.ENGINE_MAX_BATCH_TOKENS = 4096
     settings.ENGINE_MAX_QUEUED = 5
 
-    loaded = engine._load()  # not the process's engine: a fresh one, closed below
+    loaded = engine_holder._load()  # not the process's engine: a fresh one, closed below
     try:
         limits = (loaded._max_batch_size, loaded._max_batch_tokens, loaded._max_queued)
     finally:

@@ -1,4 +1,4 @@
-"""Hostile input meets one gate on every transport (chatsite/chat/gate.py): lone surrogates,
+"""Hostile input meets one gate on every transport (chatsite/chat/transports/gate.py): lone surrogates,
 deep nesting, NUL characters, oversize bodies, non-ASCII digits. Each is a 4xx in the
 transport's own error shape with a sentence, nothing is stored, the socket stays open, and
 nothing reaches a 500. Run on SQLite and, with DATABASE_URL, on PostgreSQL (where NUL matters).
@@ -11,8 +11,8 @@ from channels.db import database_sync_to_async
 from django.test import override_settings
 
 from chatsite.accounts.keys import api_key_create
-from chatsite.chat.gate import MAX_DEPTH
 from chatsite.chat.models import Conversation, Message
+from chatsite.chat.transports.gate import MAX_DEPTH
 
 pytestmark = pytest.mark.django_db
 

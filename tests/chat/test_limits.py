@@ -1,5 +1,5 @@
 """Per-user limits hold on the socket and the page's actions as on the APIs
-(chatsite/chat/limits.py): the live-answer cap and the rate limit answer with an error event
+(chatsite/chat/conversations/limits.py): the live-answer cap and the rate limit answer with an error event
 and keep the socket open; deleting a conversation stops the answers it was generating.
 (The simultaneous burst across transports is tests/e2e/test_limits_burst.py.)"""
 

@@ -9,7 +9,8 @@ import redis
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from chatsite.chat import metrics, tokenlog
+from chatsite.chat.ops import metrics
+from chatsite.chat.streams import tokenlog
 from tests.chat.conftest import text_of
 from tests.conftest import require_service
 

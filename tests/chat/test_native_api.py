@@ -5,8 +5,8 @@ from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 
 from chatsite.accounts.keys import api_key_create
-from chatsite.chat import streaming
 from chatsite.chat.models import Conversation, Message
+from chatsite.chat.transports import streaming
 from tests.chat.conftest import short_answer
 
 

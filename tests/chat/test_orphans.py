@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from chatsite.chat.conversations.services import generations_interrupt_orphans
 from chatsite.chat.models import Conversation, Message, ServerProcess
-from chatsite.chat.services import generations_interrupt_orphans
 from tests.holding import HELD
 
 pytestmark = pytest.mark.django_db
@@ -77,9 +77,9 @@ def test_it_ends_an_answer_with_no_owner_once_nothing_saved_it_for_the_limit(own
 
 
 def test_it_records_this_process_as_the_owner_of_an_answer_it_starts(owner):
-    from chatsite.chat import processes
-    from chatsite.chat.protocol import GenerationParams
-    from chatsite.chat.services import exchange_start
+    from chatsite.chat.conversations.services import exchange_start
+    from chatsite.chat.streams.protocol import GenerationParams
+    from chatsite.chat.workers import processes
 
     exchange = exchange_start(
         user=owner, conversation_id=None, content="Hi", adapter_slug=None,
@@ -96,8 +96,8 @@ async def test_an_answer_whose_client_left_while_it_was_starting_ends_interrupte
 ):
     from asgiref.sync import sync_to_async
 
-    from chatsite.chat import streaming
-    from chatsite.chat.protocol import GenerationParams
+    from chatsite.chat.streams.protocol import GenerationParams
+    from chatsite.chat.transports import streaming
 
     starting = asyncio.create_task(streaming.start(
         user=owner, conversation_id=None, content="Long",

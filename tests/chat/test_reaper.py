@@ -7,8 +7,9 @@ import os
 import pytest
 import redis
 
-from chatsite.chat import envelopes, failover, reaper, task_routing, tokenlog
 from chatsite.chat.models import Conversation, Message
+from chatsite.chat.streams import envelopes, tokenlog
+from chatsite.chat.workers import failover, reaper, task_routing
 from tests.conftest import require_service
 
 pytestmark = [pytest.mark.django_db, pytest.mark.services]

@@ -3,8 +3,8 @@
 import pytest
 from channels.db import database_sync_to_async
 
-from chatsite.chat import generation
 from chatsite.chat.models import Message
+from chatsite.chat.workers import local_run
 from tests.chat.conftest import text_of, types_of, wait_for_status
 from tests.holding import HELD
 
@@ -69,7 +69,7 @@ async def test_it_replays_the_saved_answer_when_the_log_is_gone(owner, socket_fo
     await socket.chat("Hello", params={"max_tokens": 8, "temperature": 0})
     events = await socket.until_end()
     message_id = events[0]["payload"]["message"]
-    generation._runs.pop(message_id, None)
+    local_run._runs.pop(message_id, None)
 
     await socket.send(type="chat.follow", message=message_id, resume=None)
     replay = await socket.until_end()

@@ -109,9 +109,9 @@ async def test_it_switches_an_existing_conversation_back_to_the_base_with_an_emp
 async def test_it_saves_an_error_answer_when_the_model_cannot_be_loaded(
     owner, socket_for, settings, monkeypatch
 ):
-    import chatsite.chat.engine
+    import chatsite.chat.workers.engine_holder
 
-    monkeypatch.setattr(chatsite.chat.engine, "_engine", None)
+    monkeypatch.setattr(chatsite.chat.workers.engine_holder, "_engine", None)
     settings.BASE_MODEL = "/nonexistent/model"
     socket = await socket_for(owner)
     await socket.chat("Anyone there?")

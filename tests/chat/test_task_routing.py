@@ -4,7 +4,7 @@ The same routing against real workers is in tests/topology/test_affinity_routing
 
 import json
 
-from chatsite.chat.task_routing import SHARED, Route, WorkerState, choose, parse_registry
+from chatsite.chat.workers.task_routing import SHARED, Route, WorkerState, choose, parse_registry
 
 
 def worker(name, *adapters, live=0, routed=0, capacity=16):

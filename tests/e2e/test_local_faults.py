@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from chatsite.chat.checkpoints import EVERY_S
+from chatsite.chat.streams.checkpoints import EVERY_S
 from tests.e2e.clients import chat_frame, message, open_socket, receive, text_of
 from tests.e2e.servers import (
     daphne_server,

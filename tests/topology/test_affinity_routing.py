@@ -7,7 +7,7 @@ import time
 import pytest
 import requests
 
-from chatsite.chat import tokenlog
+from chatsite.chat.streams import tokenlog
 from tests.e2e.servers import sign_up
 from tests.holding import HELD
 from tests.topology.conftest import deployment, routing_name

@@ -9,7 +9,7 @@ import time
 import pytest
 import requests
 
-from chatsite.chat import tokenlog
+from chatsite.chat.streams import tokenlog
 from tests.e2e.clients import chat_frame, message, open_socket, text_of
 from tests.e2e.servers import Server, sign_up
 from tests.holding import HELD, HELD_ENV

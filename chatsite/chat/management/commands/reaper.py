@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from chatsite.chat.reaper import reap_forever
+from chatsite.chat.workers.reaper import reap_forever
 
 
 class Command(BaseCommand):

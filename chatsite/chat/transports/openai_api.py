@@ -1,0 +1,342 @@
+"""OpenAI-compatible `POST /v1/chat/completions`, `GET /v1/models` and `GET /v1/models/{id}`
+(docs/PROTOCOL.md §2); the legacy `/v1/completions` is `openai_completions.py`.
+
+`model` is an adapter's slug, or the base model's id for the plain base model. Each call is
+recorded as a new conversation of the key's user, so it shows up in the chat history and its
+partial text is saved if the client goes away.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import aclosing
+from typing import Literal
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.contrib.auth.decorators import login_not_required
+from django.http import JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from chatsite.adapters.selectors import adapters_usable_by, base_model_id
+from chatsite.chat.conversations import services
+from chatsite.chat.streams import envelopes
+from chatsite.chat.transports import streaming
+from chatsite.chat.transports.api_common import key_user, parse_body, retry_headers, status_of
+from chatsite.chat.transports.request_params import (
+    MAX_TOP_LOGPROBS,
+    ApiParams,
+    openai_response_format,
+    params_error,
+    refuse_unsupported,
+)
+from chatsite.errors import ChatError
+
+# An answer cut by the server's byte cap (`length`) or time cap (`timeout`) was cut short, never
+# a clean stop. Anything else ended early (a Stop, a client gone): "stop", with the text kept.
+FINISH = {"stop": "stop", "length": "length", "timeout": "length"}
+
+
+class TextPart(BaseModel):
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[TextPart]
+
+    def text(self) -> str:
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.text for part in self.content)
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+class CompletionRequest(BaseModel):
+    # Known fields are checked strictly (a string is not a number); OpenAI fields Patchbay
+    # does not implement are refused by name (request_params.OPENAI_UNSUPPORTED), and other
+    # unknown ones are ignored, as OpenAI-compatible servers commonly do.
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    model: str = Field(min_length=1)
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    stop: str | list[str] | None = None
+    seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
+    n: int | None = Field(default=None, ge=1, le=1)
+    ignore_eos: bool = False  # vLLM's extension (`extra_body`): run to the token limit
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    logit_bias: dict[str, int | float] | None = None
+    response_format: dict | None = None
+    # vLLM's extensions (`extra_body`); top_k -1 is vLLM's "all".
+    top_k: int | None = Field(default=None, ge=-1)
+    repetition_penalty: float | None = Field(default=None, gt=0, le=2)
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
+
+    def params(self) -> ApiParams:
+        refuse_unsupported(self.model_extra or {})
+        if self.top_logprobs and not self.logprobs:
+            raise ChatError(
+                "bad_request", "Field “top_logprobs”: needs “logprobs”: true as well."
+            )
+        stop = [self.stop] if isinstance(self.stop, str) else self.stop
+        return ApiParams(
+            max_tokens=self.max_completion_tokens or self.max_tokens,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            seed=self.seed,
+            stop=stop or None,
+            ignore_eos=self.ignore_eos,
+            presence_penalty=self.presence_penalty,
+            frequency_penalty=self.frequency_penalty,
+            logit_bias=self.logit_bias,
+            top_k=None if self.top_k == -1 else self.top_k,
+            repetition_penalty=self.repetition_penalty,
+            response_format=openai_response_format(self.response_format),
+            logprobs=bool(self.logprobs),
+            top_logprobs=self.top_logprobs or 0,
+        )
+
+
+@csrf_exempt
+@login_not_required
+@require_POST
+async def chat_completions(request):
+    try:
+        user = await key_user(request)
+        body = parse_body(request, CompletionRequest)
+        turns = _turns(body)
+        exchange, run = await streaming.start(
+            services.transcript_exchange_start,
+            user=user,
+            turns=turns,
+            adapter_slug=_adapter_slug(body.model),
+            params=_params(body),
+        )
+    except ChatError as err:
+        if err.code == "unknown_adapter":
+            err = model_not_found(body.model)
+        return error_response(err)
+    if body.stream:
+        return streaming.sse_response(_chunks(body, exchange, request.auth.pk))
+    events = await streaming.until_end(run, key_id=request.auth.pk)
+    failure = streaming.error_of(events)
+    if failure is not None:
+        return error_response(failure)
+    return JsonResponse(_completion(body, exchange, events))
+
+
+@login_not_required
+@require_GET
+async def models(request):
+    try:
+        user = await key_user(request)
+    except ChatError as err:
+        return error_response(err)
+    data = [_model(model_id) for model_id in await _model_ids(user)]
+    return JsonResponse({"object": "list", "data": data})
+
+
+@login_not_required
+@require_GET
+async def model(request, model_id: str):
+    """One Model object; an adapter the key may not use is as unknown as a missing one."""
+    try:
+        user = await key_user(request)
+        if model_id not in await _model_ids(user):
+            raise model_not_found(model_id)
+    except ChatError as err:
+        return error_response(err)
+    return JsonResponse(_model(model_id))
+
+
+def model_not_found(model_id: str) -> ChatError:
+    return ChatError(
+        "model_not_found",
+        f"The model “{model_id}” does not exist or you may not use it; "
+        "GET /v1/models lists yours.",
+    )
+
+
+async def _model_ids(user) -> list[str]:
+    slugs = await sync_to_async(
+        lambda: list(adapters_usable_by(user).values_list("slug", flat=True))
+    )()
+    return [base_model_id(), *slugs]
+
+
+def error_response(err: ChatError, param: str | None = None) -> JsonResponse:
+    status = status_of(err)
+    code = err.code
+    if code == "model_not_found":
+        param = "model"
+    elif param is None and err.message.startswith("Field “"):
+        param = err.message.split("”")[0].removeprefix("Field “")
+    elif "max_tokens" in err.message:
+        param = "max_tokens"
+    body = {
+        "error": {"message": err.message, "type": _error_type(status), "code": code, "param": param}
+    }
+    return JsonResponse(body, status=status, headers=retry_headers(err))
+
+
+# --- request ------------------------------------------------------------------------------------
+def _turns(body: CompletionRequest) -> list[tuple[str, str]]:
+    turns = [("system" if m.role == "developer" else m.role, m.text()) for m in body.messages]
+    size = sum(len(text) for _, text in turns)
+    if size > settings.MAX_PROMPT_CHARS:
+        raise ChatError(
+            "context_too_long",
+            f"The messages are {size} characters long together; the limit is "
+            f"{settings.MAX_PROMPT_CHARS}.",
+        )
+    return turns
+
+
+def _params(body: CompletionRequest) -> ApiParams:
+    try:
+        return body.params()
+    except ValidationError as exc:  # GenerationParams' own bounds (stop sequences, logit_bias)
+        raise params_error(exc) from None
+
+
+def _adapter_slug(model: str) -> str:
+    return "" if model == base_model_id() else model
+
+
+# --- answers ------------------------------------------------------------------------------------
+def _completion(body: CompletionRequest, exchange, events: list[dict]) -> dict:
+    end = streaming.end_of(events)
+    return {
+        "id": _completion_id(exchange),
+        "object": "chat.completion",
+        "created": _created(exchange),
+        "model": body.model,
+        "choices": [
+            {
+                "index": 0,
+                # `refusal` and `logprobs` are required (nullable) by OpenAI's schema.
+                "message": {
+                    "role": "assistant",
+                    "content": streaming.text_of(events),
+                    "refusal": None,
+                },
+                "logprobs": _logprobs(body, events),
+                "finish_reason": FINISH.get(end["reason"], "stop"),
+            }
+        ],
+        "usage": usage(end),
+    }
+
+
+async def _chunks(body: CompletionRequest, exchange, key_id: int):
+    """chat.completion.chunk events, then usage if asked for, then [DONE]. After an error only
+    [DONE] follows: a finish chunk would read as an answer that ended well."""
+    chunk = _chunk_maker(body, exchange)
+    yield streaming.sse_data(chunk({"role": "assistant", "content": ""}))
+    failed = False
+    async with aclosing(streaming.api_answer_events(exchange, key_id)) as events:
+        async for envelope in events:
+            kind = envelope["type"] if envelope else None
+            if envelope is None:
+                yield b": keep-alive\n\n"
+            elif kind == "inference.token":
+                content = {"content": envelope["payload"]["text"]}
+                yield streaming.sse_data(chunk(content, logprobs=_logprobs(body, [envelope])))
+            elif kind == "inference.error":
+                failed = True
+                yield error_event(envelope)
+            elif kind == "inference.end" and not failed:
+                end = envelope["payload"]
+                yield streaming.sse_data(chunk({}, FINISH.get(end["reason"], "stop")))
+                if body.stream_options and body.stream_options.include_usage:
+                    yield streaming.sse_data(chunk(None, usage=usage(end)))
+        yield b"data: [DONE]\n\n"
+
+
+def error_event(envelope: dict) -> bytes:
+    """An engine error as the `data: {"error": …}` event OpenAI's SDK raises on."""
+    err = ChatError(envelope["payload"]["code"], envelope["payload"]["message"])
+    return streaming.sse_data(json.loads(error_response(err).content))
+
+
+def _chunk_maker(body, exchange):
+    base = {
+        "id": _completion_id(exchange),
+        "object": "chat.completion.chunk",
+        "created": _created(exchange),
+        "model": body.model,
+    }
+
+    def chunk(delta, finish_reason=None, usage=None, logprobs=None) -> dict:
+        choices = (
+            []
+            if delta is None
+            else [
+                {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}
+            ]
+        )
+        return {**base, "choices": choices, **({"usage": usage} if usage else {})}
+
+    return chunk
+
+
+def _logprobs(body: CompletionRequest, events: list[dict]) -> dict | None:
+    """OpenAI's `logprobs` of a choice (or of one chunk): the tokens of its text, from the
+    token envelopes (the end token, which has no text, is not listed, as OpenAI lists none)."""
+    if not body.logprobs:
+        return None
+    tokens = envelopes.tokens_of(events)
+    return {"content": [_token_logprob(token) for token in tokens], "refusal": None}
+
+
+def _token_logprob(token: dict) -> dict:
+    # `bytes`: the UTF-8 of the token's own decoded text (a token holding part of a character
+    # decodes to U+FFFD, and reports that character's bytes).
+    return {
+        "token": token["text"],
+        "logprob": token["logprob"],
+        "bytes": list(token["text"].encode()),
+        "top_logprobs": [
+            {"token": alt["text"], "logprob": alt["logprob"], "bytes": list(alt["text"].encode())}
+            for alt in token.get("top", ())
+        ],
+    }
+
+
+def usage(end: dict) -> dict:
+    usage = end["usage"]
+    return {**usage, "total_tokens": usage["prompt_tokens"] + usage["completion_tokens"]}
+
+
+def _model(model_id: str) -> dict:
+    return {"id": model_id, "object": "model", "created": 0, "owned_by": "patchbay"}
+
+
+def _completion_id(exchange) -> str:
+    return f"chatcmpl-{exchange.assistant_message.pk}"
+
+
+def _created(exchange) -> int:
+    return int(exchange.assistant_message.created_at.timestamp())
+
+
+def _error_type(status: int) -> str:
+    return {401: "authentication_error", 429: "rate_limit_error"}.get(
+        status, "server_error" if status >= 500 else "invalid_request_error"
+    )
