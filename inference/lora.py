@@ -52,10 +52,11 @@ def new_rows_version() -> int:
 class BatchedLoraLinear(nn.Module):
     """A base Linear plus the LoRA updates of whichever adapter each batch row uses."""
 
-    def __init__(self, base: nn.Linear, context: LoraContext, slots: int, dtype: torch.dtype):
+    def __init__(self, base: nn.Linear, context: LoraContext, slots: int):
         super().__init__()
         self.base = base
-        self.dtype = dtype  # the factors' (a quantized base's weights are int8)
+        # The factors' dtype: a quantized base (inference.quantization) names its float one.
+        self.dtype = getattr(base, "dtype", base.weight.dtype)
         self.context = context
         self.slots = slots
         self.rank = 0
@@ -135,9 +136,7 @@ class LoraLayers:
         if layer is None:
             parent_name, _, child = name.rpartition(".")
             parent = self._model.get_submodule(parent_name) if parent_name else self._model
-            layer = BatchedLoraLinear(
-                getattr(parent, child), self.context, self.slots, self._model.dtype
-            )
+            layer = BatchedLoraLinear(getattr(parent, child), self.context, self.slots)
             setattr(parent, child, layer)
             self._layers[name] = layer
         return layer

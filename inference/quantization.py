@@ -30,7 +30,7 @@ class Int8Linear(nn.Linear):
         self.dtype = linear.weight.dtype
         weight, scales = quantize_rows(linear.weight.detach())
         self.register_buffer("weight", weight)
-        self.register_buffer("scales", scales.to(torch.bfloat16))
+        self.register_buffer("scales", scales)
         self.bias = linear.bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -45,10 +45,12 @@ class Int8Linear(nn.Linear):
 
 
 def quantize_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """int8 weights and one scale per row, rounding to the nearest of 255 symmetric levels."""
+    """int8 weights and one bfloat16 scale per row (the kernel's), each weight rounded to the
+    nearest of the 255 symmetric levels that scale makes."""
     weight = weight.float()
-    scales = weight.abs().amax(dim=1).clamp(min=1e-12) / 127
-    return torch.round(weight / scales[:, None]).clamp(-127, 127).to(torch.int8), scales
+    scales = (weight.abs().amax(dim=1).clamp(min=1e-12) / 127).to(torch.bfloat16)
+    levels = torch.round(weight / scales.float()[:, None]).clamp(-127, 127)
+    return levels.to(torch.int8), scales
 
 
 def quantize_base(model: nn.Module, quantization: str, device: torch.device) -> None:
