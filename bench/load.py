@@ -21,7 +21,14 @@ With `--metrics-url` (once per process that runs an engine: the web's `/metrics`
 each worker's WORKER_METRICS_PORT in celery mode, and the web's `/metrics` again for its routing
 decisions) it reads the counters before and after the measured streams and reports the adapter
 cache hit rate, hits / (hits + misses) summed over those processes, and the routing decisions.
-`--metrics-token` is sent as `Authorization: Bearer` (the web's METRICS_TOKEN).
+`--metrics-token` is sent as `Authorization: Bearer` (the web's METRICS_TOKEN). The first
+`--metrics-url` must be the web's: from its CPU counters (the whole process, and its threads by
+kind) the report gives the web process's CPU per answer started and per token delivered, with and
+without its engine thread (local mode runs the engine in the web process).
+
+`--baseline-answers N` first streams N answers from one loop alone (its transports taking turns),
+then the load: the report of that one loop is `baseline`, and `overhead_p50_over_baseline` is the
+load's overhead p50 over the lone loop's, measured in the same run against the same server.
 
 Works against local and celery modes alike (it only speaks the public protocols).
 docs/BENCHMARKS.md, "Streaming under load", has results and the commands that made them.
@@ -237,15 +244,17 @@ async def one(session, site, transport, adapter, params, timeout) -> Stream:
     return stream
 
 
-async def chat_loop(session, site, transport, adapters, params, args, start_after: float):
-    """One tab: `answers` messages in turn, each followed to its end, with a pause between."""
+async def chat_loop(session, site, transports, adapters, params, args, start_after: float,
+                    answers: int):
+    """One tab: `answers` messages in turn, each followed to its end, with a pause between;
+    the transports take turns."""
     await asyncio.sleep(start_after)
     streams = []
-    for turn in range(args.answers):
+    for turn in range(answers):
         if turn:
             await asyncio.sleep(random.uniform(0, args.think))
-        streams.append(await one(session, site, transport, random.choice(adapters), params,
-                                 args.timeout))
+        streams.append(await one(session, site, transports[turn % len(transports)],
+                                 random.choice(adapters), params, args.timeout))
     return streams
 
 
@@ -346,18 +355,20 @@ CACHE_COUNTERS = {
     "patchbay_adapter_cache_misses_total": "misses",
 }
 ROUTING_COUNTER = "patchbay_routing_decisions_total"
+PROCESS_CPU = "process_cpu_seconds_total"  # prometheus_client's own, the whole process
+THREAD_CPU = "patchbay_thread_cpu_seconds_total"  # chat/metrics.py, by thread kind
 
 
-async def scrape(urls: list[str], token: str | None, site: Site) -> Counter:
-    """The counters this report uses, summed over every process and label set."""
+async def scrape(urls: list[str], token: str | None, site: Site) -> list[Counter]:
+    """The counters this report uses, one Counter per process (url), summed over label sets."""
     headers = {**site.headers, **({"Authorization": f"Bearer {token}"} if token else {})}
-    sums: Counter = Counter()
+    by_url = []
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
         for url in urls:
             async with session.get(url, headers=headers) as response:
                 response.raise_for_status()
-                sums.update(counters(await response.text()))
-    return sums
+                by_url.append(counters(await response.text()))
+    return by_url
 
 
 def counters(text: str) -> Counter:
@@ -372,11 +383,43 @@ def counters(text: str) -> Counter:
         elif name == ROUTING_COUNTER:
             outcome = re.search(r'outcome="([^"]*)"', sample).group(1)
             sums[f"routing_{outcome}"] += float(value)
+        elif name == PROCESS_CPU:
+            sums["cpu_process"] += float(value)
+        elif name == THREAD_CPU:
+            thread = re.search(r'thread="([^"]*)"', sample).group(1)
+            sums[f"cpu_{thread}"] += float(value)
     return sums
 
 
+def cpu_report(before: Counter, after: Counter, streams: list[Stream], wall_s: float) -> dict:
+    """The web process's CPU over the measured streams: per answer started (the server gave it
+    a message id) and per token event delivered; `web_…` leaves its engine thread out."""
+    used = {key[4:]: after[key] - before[key] for key in after if key.startswith("cpu_")}
+    if "process" not in used:
+        return {}
+    answers = sum(s.message is not None for s in streams)
+    tokens = sum(len(s.indexes) for s in streams)
+    web = used["process"] - used.get("engine", 0.0)
+    threads = {kind: round(seconds, 2) for kind, seconds in used.items() if kind != "process"}
+    if threads:  # what no Python thread of ours ran: torch's own threads, Daphne's C code
+        threads["rest"] = round(used["process"] - sum(used[kind] for kind in threads), 2)
+    return {
+        "server_cpu_s": round(used["process"], 2),
+        "server_cores_busy": round(used["process"] / wall_s, 2) if wall_s else None,
+        "server_cpu_s_by_thread": threads,
+        "server_cpu_ms_per_answer": _per(used["process"], answers),
+        "server_cpu_ms_per_token": _per(used["process"], tokens),
+        "web_cpu_ms_per_answer": _per(web, answers),
+        "web_cpu_ms_per_token": _per(web, tokens),
+    }
+
+
+def _per(seconds: float, count: int) -> float | None:
+    return round(seconds * 1000 / count, 3) if count else None
+
+
 def cache_report(before: Counter, after: Counter) -> dict:
-    delta = {key: int(after[key] - before[key]) for key in after}
+    delta = {key: int(after[key] - before[key]) for key in after if not key.startswith("cpu_")}
     hits, misses = delta.get("hits", 0), delta.get("misses", 0)
     routing = {k.removeprefix("routing_"): v for k, v in sorted(delta.items()) if k.startswith("routing_")}
     return {
@@ -401,27 +444,55 @@ async def main(args) -> dict:
         params = {"max_tokens": args.max_tokens, "temperature": 0.8}
         for adapter in adapters[: args.warmup]:  # load the model and adapters; not counted
             await one(sessions[0], site, "sse", adapter, params, args.timeout)
-        loops, loop_sessions = [], []
+        baseline = None
+        if args.baseline_answers:
+            transports = ("sse", "ws") if args.transport == "both" else (args.transport,)
+            baseline = await phase(site, args, [(sessions[0], transports, 0.0)], adapters,
+                                   params, args.baseline_answers)
+        loops = []
         for n in range(args.streams):
             transport = args.transport if args.transport != "both" else ("sse", "ws")[n % 2]
-            start_after = args.ramp * n / args.streams
-            loop_sessions.append(sessions[n // args.per_user])
-            loops.append(chat_loop(loop_sessions[-1], site, transport, adapters, params, args,
-                                   start_after))
-        before = await scrape(args.metrics_url, args.metrics_token, site)
-        started = time.perf_counter()
-        by_loop = await asyncio.gather(*loops)
-        wall_s = time.perf_counter() - started
-        after = await scrape(args.metrics_url, args.metrics_token, site)
-        await check_saved(
-            [(session, s) for session, done in zip(loop_sessions, by_loop) for s in done], site
-        )
-        result = report([stream for done in by_loop for stream in done], wall_s)
-        if args.metrics_url:
-            result.update(cache_report(before, after))
+            loops.append((sessions[n // args.per_user], (transport,),
+                          args.ramp * n / args.streams))
+        result = await phase(site, args, loops, adapters, params, args.answers)
+        if baseline is not None:
+            result["baseline"] = baseline
+            result["overhead_p50_over_baseline"] = _ratio(
+                result["ttft_overhead_p50_ms"], baseline["ttft_overhead_p50_ms"]
+            )
         return result
     finally:
         await asyncio.gather(*(session.close() for session in sessions))
+
+
+async def phase(site, args, loops, adapters, params, answers: int) -> dict:
+    """Run chat loops (session, transports, start after) to their end; their report."""
+    before = await scrape(args.metrics_url, args.metrics_token, site)
+    started = time.perf_counter()
+    by_loop = await asyncio.gather(*(
+        chat_loop(session, site, transports, adapters, params, args, start_after, answers)
+        for session, transports, start_after in loops
+    ))
+    wall_s = time.perf_counter() - started
+    after = await scrape(args.metrics_url, args.metrics_token, site)
+    await check_saved(
+        [(loop[0], s) for loop, done in zip(loops, by_loop) for s in done], site
+    )
+    streams = [stream for done in by_loop for stream in done]
+    result = report(streams, wall_s)
+    if args.metrics_url:
+        result.update(cache_report(sum(before, Counter()), sum(after, Counter())))
+        result.update(cpu_report(before[0], after[0], streams, wall_s))
+    return result
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 2) if a is not None and b else None
+
+
+def failed(result: dict) -> bool:
+    runs = [result, *([result["baseline"]] if "baseline" in result else [])]
+    return any(r["errors"] or r["dropped_tokens"] or r["duplicated_tokens"] for r in runs)
 
 
 def parse_args(argv=None):
@@ -442,6 +513,9 @@ def parse_args(argv=None):
     parser.add_argument("--warmup", type=int, default=0,
                         help="answers (one per adapter, in turn) streamed first, not counted")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--baseline-answers", type=int, default=0,
+                        help="first stream this many answers from one loop alone, and report "
+                        "the load's overhead p50 over that loop's")
     parser.add_argument("--metrics-url", action="append", default=[],
                         help="a Prometheus endpoint to read before and after (repeatable)")
     parser.add_argument("--metrics-token", help="bearer token for --metrics-url (METRICS_TOKEN)")
@@ -452,9 +526,9 @@ def parse_args(argv=None):
     for name in ("streams", "answers", "per_user", "max_tokens"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
-    for name in ("ramp", "think", "warmup"):
+    for name in ("ramp", "think", "warmup", "baseline_answers"):
         if (getattr(args, name) or 0) < 0:
-            parser.error(f"--{name} must not be negative")
+            parser.error(f"--{name.replace('_', '-')} must not be negative")
     if args.timeout <= 0:
         parser.error("--timeout must be more than 0 seconds")
     if args.ramp is None:
@@ -470,5 +544,4 @@ if __name__ == "__main__":
     else:
         for key, value in result.items():
             print(f"{key:>26}: {value}")
-    sys.exit(1 if result["errors"] or result["dropped_tokens"] or result["duplicated_tokens"]
-             else 0)
+    sys.exit(1 if failed(result) else 0)

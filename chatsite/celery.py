@@ -1,4 +1,4 @@
-"""The Celery application. Workers own a GPU engine; see docs/ARCHITECTURE.md, "Topology"."""
+"""The Celery application. Workers own a GPU engine; see docs/ARCHITECTURE.md, "Celery mode"."""
 
 import os
 

@@ -83,6 +83,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
+    # Each thread keeps its connection: opening one (the file, these pragmas, the functions
+    # Django registers) cost more CPU than the statements of a request that used it, and a
+    # request or socket step opened one each (docs/BENCHMARKS.md, "Streaming under load").
+    DATABASES["default"]["CONN_MAX_AGE"] = None
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # A pool per process (psycopg_pool, Django's own support): under ASGI every request runs in a
     # thread of its own and a Celery worker runs a thread per generation, so connections held

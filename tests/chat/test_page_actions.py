@@ -72,9 +72,11 @@ def test_it_sets_the_adapter_and_system_prompt(signed_in, mine, demo_adapters):
     assert mine.adapter.slug == "demo-chef" and mine.system_prompt == "Answer in French."
 
 
-def test_it_refuses_an_unknown_adapter(signed_in, mine, demo_adapters):
+def test_it_refuses_an_unknown_adapter_with_the_status_every_transport_gives_it(
+    signed_in, mine, demo_adapters
+):
     response = post(signed_in, f"/c/{mine.pk}/settings", {"adapter": "no-such", "system_prompt": ""})
-    assert response.status_code == 400
+    assert response.status_code == 404  # chatsite.errors.STATUS_OF_CODE, as the APIs answer it
     assert response.json()["error"]["code"] == "unknown_adapter"
 
 

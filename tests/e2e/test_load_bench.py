@@ -6,7 +6,15 @@ import sys
 
 import pytest
 
-from bench.load import Stream, cache_report, continuity, counters, peak_concurrency, report
+from bench.load import (
+    Stream,
+    cache_report,
+    continuity,
+    counters,
+    cpu_report,
+    peak_concurrency,
+    report,
+)
 from tests.e2e.servers import ROOT, local_deployment
 from tests.settings import TEST_MODEL_DIR
 
@@ -31,7 +39,8 @@ def load(base_url: str, *args: str) -> subprocess.CompletedProcess:
 
 def test_it_streams_over_sse_and_websocket_without_losing_a_token(live_server_url):
     done = load(live_server_url, "--streams", "6", "--per-user", "3", "--max-tokens", "8",
-                "--warmup", "1", "--answers", "2", "--ramp", "0.5", "--think", "0.2")
+                "--warmup", "1", "--answers", "2", "--ramp", "0.5", "--think", "0.2",
+                "--baseline-answers", "2", "--metrics-url", f"{live_server_url}/metrics")
 
     assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
@@ -42,6 +51,17 @@ def test_it_streams_over_sse_and_websocket_without_losing_a_token(live_server_ur
     assert result["texts_checked"] == 12  # every answer read back and equal to what streamed
     assert 0 < result["delivered_over_generated"] <= 1.05
     assert result["ttft_overhead_p50_ms"] is not None
+    # One loop alone first, its transports taking turns, then the load: the ratio of the two.
+    baseline = result["baseline"]
+    assert baseline["streams"] == 2 and baseline["sse_streams"] == baseline["ws_streams"] == 1
+    assert baseline["peak_concurrent_streams"] == 1 and baseline["errors"] == 0
+    assert result["overhead_p50_over_baseline"] == pytest.approx(
+        result["ttft_overhead_p50_ms"] / baseline["ttft_overhead_p50_ms"], abs=0.01
+    )
+    # The web process's CPU over the measured streams, by thread, per answer and per token.
+    assert {"engine", "connection", "main"} <= set(result["server_cpu_s_by_thread"])
+    assert 0 < result["web_cpu_ms_per_answer"] < result["server_cpu_ms_per_answer"]
+    assert 0 < result["web_cpu_ms_per_token"] < result["web_cpu_ms_per_answer"]
 
 
 def test_it_plays_the_tls_proxy_in_front_of_a_server_with_production_settings(
@@ -64,6 +84,7 @@ def test_it_plays_the_tls_proxy_in_front_of_a_server_with_production_settings(
     (["--per-user", "0"], "--per-user must be at least 1"),
     (["--ramp", "-1"], "--ramp must not be negative"),
     (["--timeout", "0"], "--timeout must be more than 0 seconds"),
+    (["--baseline-answers", "-1"], "--baseline-answers must not be negative"),
 ])
 def test_it_refuses_arguments_that_cannot_make_a_run(arguments, message):
     done = load("http://127.0.0.1:9", *arguments)
@@ -114,3 +135,24 @@ def test_it_reports_the_adapter_cache_hit_rate_summed_over_processes_from_before
     assert result["adapter_cache_hits"] == 9 and result["adapter_cache_misses"] == 2
     assert result["adapter_cache_hit_rate"] == pytest.approx(9 / 11, abs=1e-4)
     assert result["routing_decisions"] == {"affinity": 7}
+
+
+def test_it_reports_the_web_processs_cpu_per_answer_and_per_token_with_and_without_its_engine():
+    web = 'process_cpu_seconds_total 10.0\n' \
+          'patchbay_thread_cpu_seconds_total{mode="local",thread="engine",worker="w"} 2.0\n' \
+          'patchbay_thread_cpu_seconds_total{mode="local",thread="connection",worker="w"} 5.0\n' \
+          'patchbay_thread_cpu_seconds_total{mode="local",thread="main",worker="w"} 2.5\n'
+    later = web.replace("10.0", "14.0").replace("2.0", "3.0").replace("5.0", "7.0")
+    streams = [Stream("ws", message=n, indexes=list(range(10))) for n in range(4)]
+    streams.append(Stream("sse", error="too_many_streams"))  # refused: no answer started
+
+    result = cpu_report(counters(web), counters(later), streams, wall_s=8.0)
+
+    assert result["server_cpu_s"] == 4.0 and result["server_cores_busy"] == 0.5
+    assert result["server_cpu_s_by_thread"] == {"engine": 1.0, "connection": 2.0, "main": 0.0,
+                                                "rest": 1.0}
+    assert result["server_cpu_ms_per_answer"] == 1000.0  # 4 s over 4 answers started
+    assert result["server_cpu_ms_per_token"] == 100.0  # over 40 token events
+    assert result["web_cpu_ms_per_answer"] == 750.0  # without the engine thread's 1 s
+    assert result["web_cpu_ms_per_token"] == 75.0
+    assert cache_report(counters(web), counters(later))["adapter_cache_hits"] == 0

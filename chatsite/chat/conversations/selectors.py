@@ -57,13 +57,6 @@ def message_of(user, message_id: int, *, role: str | None = None) -> Message:
     return message
 
 
-def message_in(conversation: Conversation, message_id: int) -> Message:
-    message = conversation.messages.filter(pk=message_id).first()
-    if message is None:
-        raise ChatError("not_found", "There is no message with that id in this conversation.")
-    return message
-
-
 def can_continue(answer: Message) -> bool:
     if not answer.content or answer.status not in CONTINUABLE_STATUSES:
         return False
@@ -74,10 +67,34 @@ def branch_tip(conversation: Conversation) -> Message | None:
     return conversation.messages.order_by("-created_at", "-id").first()
 
 
-def prompt_turns(conversation: Conversation, last: Message) -> tuple[ChatTurn, ...]:
+def history_of(conversation: Conversation) -> list[Message]:
+    """Every message of the conversation, in one read (for `newest`, `message_among` and
+    `prompt_turns`, which an exchange needs together)."""
+    return list(conversation.messages.all())
+
+
+def newest(messages: list[Message]) -> Message | None:
+    """`branch_tip` of messages already read."""
+    return max(messages, key=lambda message: (message.created_at, message.pk), default=None)
+
+
+def message_among(messages: list[Message], message_id: int) -> Message:
+    """The message of that id among a conversation's messages (`history_of`)."""
+    for message in messages:
+        if message.pk == message_id:
+            return message
+    raise ChatError("not_found", "There is no message with that id in this conversation.")
+
+
+def prompt_turns(
+    conversation: Conversation, last: Message, messages: list[Message] | None = None
+) -> tuple[ChatTurn, ...]:
     """The system prompt and the branch that ends at `last`, oldest first. `last` is always
-    included (an answer being continued is live, yet it is the turn to extend)."""
-    by_id = {message.pk: message for message in conversation.messages.all()}
+    included (an answer being continued is live, yet it is the turn to extend). `messages`:
+    the conversation's, when the caller has them (else they are read)."""
+    if messages is None:
+        messages = history_of(conversation)
+    by_id = {message.pk: message for message in messages}
     chain = []
     message = by_id.get(last.pk)
     while message is not None:

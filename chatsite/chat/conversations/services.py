@@ -22,7 +22,7 @@ from chatsite.chat.models import Conversation, Message, ServerProcess
 from chatsite.chat.streams.protocol import GenerationParams
 from chatsite.chat.transports.request_params import grammar_for
 from chatsite.chat.workers import processes
-from chatsite.errors import ChatError
+from chatsite.errors import ChatError, field_error
 from inference.types import Finished, GenerationRequest, SamplingParams
 
 TITLE_CHARS = 60
@@ -129,21 +129,25 @@ def exchange_start(
                 source=source or (RAW_SOURCE if raw_prompt else Conversation.Source.CHAT),
             )
             answer = _record_turn(conversation, None, content, adapter)
-        return _exchange(answer, sampling, RAW if raw_prompt else CHAT)
+        return _exchange(answer, sampling, RAW if raw_prompt else CHAT, history=[])
     with transaction.atomic():
         limits.live_answer_slot(user)
         conversation = selectors.conversation_of(user, conversation_id)
         adapter = _choose_adapter(user, conversation, adapter_slug)
+        changed = ["adapter", "updated_at"]
         if not conversation.title:
             conversation.title = title_from(content)
-            conversation.save(update_fields=["title", "updated_at"])
+            changed.append("title")
+        conversation.save(update_fields=changed)
         sampling = _sampling(params, adapter_defaults(adapter))  # a refusal rolls back
+        # One read of the conversation's messages finds the parent and, later, the prompt.
+        history = selectors.history_of(conversation)
         if parent_given:
-            parent = selectors.message_in(conversation, parent_id) if parent_id else None
+            parent = selectors.message_among(history, parent_id) if parent_id else None
         else:
-            parent = selectors.branch_tip(conversation)
+            parent = selectors.newest(history)
         answer = _record_turn(conversation, parent, content, adapter)
-    return _exchange(answer, sampling, RAW if raw_prompt else CHAT)
+    return _exchange(answer, sampling, RAW if raw_prompt else CHAT, history=history)
 
 
 def _record_turn(conversation, parent: Message | None, content: str, adapter) -> Message:
@@ -162,6 +166,7 @@ def exchange_regenerate(
         limits.live_answer_slot(user)
         previous = selectors.message_of(user, message_id, role=Message.Role.ASSISTANT)
         adapter = _choose_adapter(user, previous.conversation, adapter_slug)
+        previous.conversation.save(update_fields=["adapter", "updated_at"])
         sampling = _sampling(params, adapter_defaults(adapter))
         answer = _pending_answer(previous.parent, adapter)
     return _exchange(answer, sampling, CHAT)
@@ -219,12 +224,12 @@ def exchange_continue(*, user, message_id: int, params: GenerationParams) -> Exc
 
 
 def _choose_adapter(user, conversation: Conversation, adapter_slug: str | None):
-    """None keeps the conversation's adapter, "" picks the base; the choice is remembered."""
+    """None keeps the conversation's adapter, "" picks the base; the caller saves the choice
+    on the conversation (with its other changes: one statement)."""
     if adapter_slug is None:
         adapter_slug = conversation.adapter.slug if conversation.adapter else ""
     adapter = adapter_for_user(user, adapter_slug) if adapter_slug else None
     conversation.adapter = adapter
-    conversation.save(update_fields=["adapter", "updated_at"])
     return adapter
 
 
@@ -239,10 +244,12 @@ def _pending_answer(user_message: Message, adapter: Adapter | None) -> Message:
     )
 
 
-def _exchange(answer: Message, sampling: SamplingParams, kind: str) -> Exchange:
-    return Exchange(
-        answer.conversation, answer.parent, answer, _request_for(answer, sampling, kind), kind
-    )
+def _exchange(
+    answer: Message, sampling: SamplingParams, kind: str, history: list[Message] | None = None
+) -> Exchange:
+    """`history`: the conversation's messages before this turn, when the caller read them."""
+    request = _request_for(answer, sampling, kind, history)
+    return Exchange(answer.conversation, answer.parent, answer, request, kind)
 
 
 def generation_request(*, message_id: int, params: dict, kind: str) -> GenerationRequest:
@@ -259,7 +266,9 @@ def generation_request(*, message_id: int, params: dict, kind: str) -> Generatio
     return _request_for(answer, sampling, kind)
 
 
-def _request_for(answer: Message, sampling: SamplingParams, kind: str) -> GenerationRequest:
+def _request_for(
+    answer: Message, sampling: SamplingParams, kind: str, history: list[Message] | None = None
+) -> GenerationRequest:
     adapter = adapter_ref(answer.adapter) if answer.adapter else None
     if kind == RAW:
         # An answer that already has text (one that failed over) goes on after it.
@@ -270,7 +279,8 @@ def _request_for(answer: Message, sampling: SamplingParams, kind: str) -> Genera
         )
     # A continuation extends the answer itself, as the last, unfinished turn.
     last = answer if kind == CONTINUE else answer.parent
-    turns = selectors.prompt_turns(answer.conversation, last)
+    messages = None if history is None else [*history, answer.parent, answer]
+    turns = selectors.prompt_turns(answer.conversation, last, messages)
     return GenerationRequest(
         id=f"message-{answer.pk}",
         messages=adapter_defaults(answer.adapter).with_system_prompt(turns),
@@ -496,7 +506,9 @@ def _sampling(params: GenerationParams, adapter: AdapterDefaults) -> SamplingPar
     max_tokens = params.max_tokens or adapter.max_tokens or settings.DEFAULT_MAX_NEW_TOKENS
     if max_tokens > settings.MAX_NEW_TOKENS:
         raise ChatError(
-            "bad_request", f"max_tokens can be at most {settings.MAX_NEW_TOKENS}."
+            "bad_request",
+            f"max_tokens can be at most {settings.MAX_NEW_TOKENS}.",
+            param="max_tokens",
         )
     defaults = SamplingParams()
     temperature = params.temperature
@@ -525,9 +537,9 @@ def _sampling(params: GenerationParams, adapter: AdapterDefaults) -> SamplingPar
 def _grammar(params: GenerationParams) -> str | None:
     grammar = grammar_for(params.response_format)
     if grammar and params.ignore_eos:
-        raise ChatError(
-            "bad_request", "Field “ignore_eos”: cannot be combined with a JSON "
-            "response_format; the answer ends where the JSON does."
+        raise field_error(
+            "ignore_eos",
+            "cannot be combined with a JSON response_format; the answer ends where the JSON does.",
         )
     return grammar
 

@@ -27,6 +27,8 @@ from prometheus_client import REGISTRY, Counter, Gauge, Histogram, generate_late
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from chatsite.errors import ChatError, status_of
+
 log = logging.getLogger(__name__)
 
 # This process, as the `worker` label names it (a Celery worker uses the same name in Redis).
@@ -184,6 +186,49 @@ def _queue_depth() -> int | None:
 REGISTRY.register(_EngineCollector())
 
 
+# Thread kinds by name prefix: the engine's loop, the connection threads of requests and sockets
+# (chatsite.middleware), and the main thread, which runs Daphne's event loop.
+THREAD_KINDS = (("patchbay-engine", "engine"), ("connection", "connection"), ("MainThread", "main"))
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+class _ThreadCpuCollector:
+    """CPU seconds of this process's live Python threads, by kind (Linux, from /proc): where a
+    web process's time goes under load. `process_cpu_seconds_total` (prometheus_client's own)
+    is the whole process; bench/load.py reports both per answer and per token."""
+
+    def collect(self):
+        family = CounterMetricFamily(
+            "patchbay_thread_cpu_seconds",
+            "CPU seconds of this process's live threads, by kind (engine, connection, main, other).",
+            labels=(*LABELS, "thread"),
+        )
+        for kind, seconds in thread_cpu_seconds().items():
+            family.add_metric([mode(), PROCESS_NAME, kind], seconds)
+        yield family
+
+
+def thread_cpu_seconds() -> dict[str, float]:
+    totals = dict.fromkeys([kind for _, kind in THREAD_KINDS] + ["other"], 0.0)
+    for thread in threading.enumerate():
+        kind = next((k for prefix, k in THREAD_KINDS if thread.name.startswith(prefix)), "other")
+        totals[kind] += _thread_cpu(thread.native_id)
+    return totals
+
+
+def _thread_cpu(native_id: int | None) -> float:
+    try:
+        with open(f"/proc/self/task/{native_id}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+    except OSError:  # the thread has just ended
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # utime + stime
+
+
+if os.path.exists("/proc/self/task"):
+    REGISTRY.register(_ThreadCpuCollector())
+
+
 # --- serving ------------------------------------------------------------------------------------
 @login_not_required
 @require_GET
@@ -196,21 +241,16 @@ def metrics_view(request):
         sent = request.headers.get("Authorization", "").encode()
         if not hmac.compare_digest(sent, f"Bearer {token}".encode()):
             return _refuse(
-                401,
-                "not_authenticated",
-                "Send “Authorization: Bearer <METRICS_TOKEN>”.",
+                ChatError("not_authenticated", "Send “Authorization: Bearer <METRICS_TOKEN>”.")
             )
     elif not settings.DEBUG:
-        return _refuse(
-            403,
-            "forbidden",
-            "Metrics are off: set METRICS_TOKEN to read them with that token.",
-        )
+        off = "Metrics are off: set METRICS_TOKEN to read them with that token."
+        return _refuse(ChatError("forbidden", off))
     return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)
 
 
-def _refuse(status: int, code: str, message: str) -> JsonResponse:
-    return JsonResponse({"code": code, "message": message}, status=status)
+def _refuse(err: ChatError) -> JsonResponse:
+    return JsonResponse({"code": err.code, "message": err.message}, status=status_of(err))
 
 
 _server_lock = threading.Lock()

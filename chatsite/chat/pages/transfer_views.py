@@ -4,8 +4,7 @@ from django.http import HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET, require_POST
 
 from chatsite.chat.conversations import selectors, transfer
-from chatsite.chat.pages.views import STATUS_FOR_CODE
-from chatsite.errors import ChatError
+from chatsite.errors import ChatError, status_of
 
 FORMATS = {
     "md": (transfer.as_markdown, "text/markdown; charset=utf-8"),
@@ -50,5 +49,5 @@ def _download(conversations, fmt: str, name: str) -> HttpResponse:
 
 
 def _error(err: ChatError) -> JsonResponse:
-    status = STATUS_FOR_CODE.get(err.code, 400)
-    return JsonResponse({"error": {"code": err.code, "message": err.message}}, status=status)
+    body = {"error": {"code": err.code, "message": err.message}}
+    return JsonResponse(body, status=status_of(err))

@@ -15,10 +15,9 @@ from chatsite.adapters.selectors import adapters_usable_by
 from chatsite.chat.conversations import limits, selectors, services
 from chatsite.chat.transports import gate, streaming
 from chatsite.chat.transports.api_common import json_object, retry_headers
-from chatsite.errors import ChatError
+from chatsite.errors import ChatError, status_of
 
 SIDEBAR_LIMIT = 200
-STATUS_FOR_CODE = {"not_found": 404, "too_large": 413, "rate_limited": 429}
 
 
 def home(request):
@@ -59,7 +58,7 @@ def json_action(view):
         except ChatError as err:
             return JsonResponse(
                 {"error": {"code": err.code, "message": err.message}},
-                status=STATUS_FOR_CODE.get(err.code, 400),
+                status=status_of(err),
                 headers=retry_headers(err),
             )
 
@@ -70,7 +69,7 @@ def json_action(view):
 def _text_field(body: dict, name: str) -> str:
     value = body.get(name, "")
     if not isinstance(value, str):
-        raise ChatError("bad_request", f"Field “{name}” must be text.")
+        raise ChatError("bad_request", f"Field “{name}” must be text.", param=name)
     return value
 
 

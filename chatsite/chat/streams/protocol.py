@@ -1,4 +1,4 @@
-"""Frames a client may send on /ws/chat/ (docs/ARCHITECTURE.md, "Wire protocol").
+"""Frames a client may send on /ws/chat/ (docs/PROTOCOL.md §1).
 
 Parsing turns anything malformed into a `ChatError("bad_request", sentence)`.
 """
@@ -10,7 +10,7 @@ from typing import Annotated, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from chatsite.chat.transports import gate
-from chatsite.errors import ChatError
+from chatsite.errors import ChatError, field_error
 
 # A row id: what a 64-bit primary key can hold (larger ones overflow SQLite, and PostgreSQL).
 Id = Annotated[int, Field(ge=1, le=2**63 - 1)]
@@ -128,10 +128,10 @@ def parse_frame(text: str | None) -> AnyFrame:
     try:
         return _frame.validate_python(data)
     except ValidationError as exc:
-        raise ChatError("bad_request", describe_validation_error(exc)) from None
+        raise frame_error(exc) from None
 
 
-def describe_validation_error(exc: ValidationError) -> str:
+def frame_error(exc: ValidationError) -> ChatError:
     err = exc.errors()[0]
     where = ".".join(str(part) for part in err["loc"][1:] or err["loc"])
-    return f"Field “{where}”: {err['msg']}."
+    return field_error(where, f"{err['msg']}.")

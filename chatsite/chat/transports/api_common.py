@@ -1,5 +1,6 @@
 """What the three HTTP API families share: key authentication for the plain async views, the
-request rate limit, and ChatError → HTTP status (docs/ARCHITECTURE.md, "HTTP APIs").
+request rate limit, and Retry-After (docs/ARCHITECTURE.md, "HTTP APIs"); a ChatError's status is
+`chatsite.errors.status_of`.
 
 Each family answers errors in its own shape (native `{code, message}`, OpenAI `{"error": {…}}`,
 LoRAX `{error, error_type}`) but with the same status and sentence.
@@ -19,36 +20,9 @@ from chatsite.accounts.keys import bearer_secret, key_for_secret
 from chatsite.chat.conversations import limits
 from chatsite.chat.transports import gate
 from chatsite.chat.transports.streaming import RETRY_AFTER_S
-from chatsite.errors import ChatError
+from chatsite.errors import ChatError, field_error, status_of
 
 NO_KEY = "Send an API key as “Authorization: Bearer <key>”; create one under API keys."
-
-STATUS_OF_CODE = {
-    "not_authenticated": 401,
-    "key_revoked": 401,
-    "forbidden": 403,
-    "not_found": 404,
-    "method_not_allowed": 405,
-    "too_large": 413,
-    "unknown_adapter": 404,
-    "model_not_found": 404,
-    "stream_expired": 410,
-    "too_many_streams": 429,
-    "rate_limited": 429,
-    # The engine's wait queue is full, or pinned adapters fill its adapter cache: both pass,
-    # so clients are told to come back (SDKs retry 429 and 503, honouring Retry-After).
-    "overloaded": 429,
-    "adapter_cache_full": 503,
-    "engine_unavailable": 503,
-    "worker_lost": 503,
-    "timeout": 504,
-    "internal": 500,
-}
-
-
-def status_of(err: ChatError) -> int:
-    return STATUS_OF_CODE.get(err.code, 400)
-
 
 def retry_headers(err: ChatError) -> dict:
     if err.code in ("too_many_streams", "overloaded", "adapter_cache_full"):
@@ -94,7 +68,7 @@ def validated(model: type[BaseModel], data: dict):
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(part) for part in err["loc"])
-        raise ChatError("bad_request", f"Field “{where}”: {err['msg']}.") from None
+        raise field_error(where, f"{err['msg']}.") from None
 
 
 # --- native API (DRF) ---------------------------------------------------------------------------

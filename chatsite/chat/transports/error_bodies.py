@@ -10,7 +10,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse
 
 from chatsite.chat.transports import gate
-from chatsite.errors import ChatError
+from chatsite.errors import ChatError, status_of
 
 OPENAI, LORAX, NATIVE = "openai", "lorax", "native"
 
@@ -35,8 +35,6 @@ def error_body(family: str, err: ChatError) -> JsonResponse:
         from chatsite.chat.transports.lorax_api import error_response
 
         return error_response(err)
-    from chatsite.chat.transports.api_common import status_of
-
     return JsonResponse({"code": err.code, "message": err.message}, status=status_of(err))
 
 

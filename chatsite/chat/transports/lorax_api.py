@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from chatsite.adapters.selectors import base_model_id
 from chatsite.chat.transports import streaming
-from chatsite.chat.transports.api_common import key_user, parse_body, retry_headers, status_of
+from chatsite.chat.transports.api_common import key_user, parse_body, retry_headers
 from chatsite.chat.transports.request_params import (
     MAX_TOP_LOGPROBS,
     ApiParams,
@@ -36,7 +36,7 @@ from chatsite.chat.transports.request_params import (
 )
 from chatsite.chat.workers import model_limits
 from chatsite.chat.workers.engine_holder import local_engine
-from chatsite.errors import ChatError
+from chatsite.errors import ChatError, field_error, status_of
 
 VERSION = "patchbay-lorax-compat-1"
 # Parameters LoRAX has that Patchbay does not implement (these, merged_adapters, truncate,
@@ -149,10 +149,8 @@ async def _generate(request, *, stream: bool | None, as_array: bool):
         streams = body.stream if stream is None else stream
         if streams and body.parameters.decoder_input_details:
             # LoRAX's own refusal: a stream's details have no place for the prompt's tokens.
-            raise ChatError(
-                "bad_request",
-                "Field “parameters.decoder_input_details”: true is not supported when "
-                "streaming tokens.",
+            raise field_error(
+                "parameters.decoder_input_details", "true is not supported when streaming tokens."
             )
         exchange, run = await streaming.start(
             user=request.user,
@@ -227,10 +225,9 @@ def _params(parameters: Parameters) -> ApiParams:
         # Chosen here, so that details.seed reports the seed really used, as LoRAX does.
         parameters.seed = secrets.randbits(63)
     if parameters.decoder_input_details and not parameters.details:
-        raise ChatError(
-            "bad_request",
-            "Field “parameters.decoder_input_details”: the prompt's tokens are part of the "
-            "details; ask for details: true as well.",
+        raise field_error(
+            "parameters.decoder_input_details",
+            "the prompt's tokens are part of the details; ask for details: true as well.",
         )
     try:
         return ApiParams(

@@ -243,4 +243,5 @@ def _check_prompt_size(text: str, field: str) -> None:
             "invalid_content",
             f"Field “{field}” is {len(text)} characters long; the limit is "
             f"{settings.MAX_PROMPT_CHARS}.",
+            param=field,
         )

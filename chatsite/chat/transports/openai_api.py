@@ -24,7 +24,7 @@ from chatsite.adapters.selectors import adapters_usable_by, base_model_id
 from chatsite.chat.conversations import services
 from chatsite.chat.streams import envelopes
 from chatsite.chat.transports import streaming
-from chatsite.chat.transports.api_common import key_user, parse_body, retry_headers, status_of
+from chatsite.chat.transports.api_common import key_user, parse_body, retry_headers
 from chatsite.chat.transports.request_params import (
     MAX_TOP_LOGPROBS,
     ApiParams,
@@ -32,7 +32,7 @@ from chatsite.chat.transports.request_params import (
     params_error,
     refuse_unsupported,
 )
-from chatsite.errors import ChatError
+from chatsite.errors import ChatError, field_error, status_of
 
 # An answer cut by the server's byte cap (`length`) or time cap (`timeout`) was cut short, never
 # a clean stop. Anything else ended early (a Stop, a client gone): "stop", with the text kept.
@@ -91,9 +91,7 @@ class CompletionRequest(BaseModel):
     def params(self) -> ApiParams:
         refuse_unsupported(self.model_extra or {})
         if self.top_logprobs and not self.logprobs:
-            raise ChatError(
-                "bad_request", "Field “top_logprobs”: needs “logprobs”: true as well."
-            )
+            raise field_error("top_logprobs", "needs “logprobs”: true as well.")
         stop = [self.stop] if isinstance(self.stop, str) else self.stop
         return ApiParams(
             max_tokens=self.max_completion_tokens or self.max_tokens,
@@ -170,6 +168,7 @@ def model_not_found(model_id: str) -> ChatError:
         "model_not_found",
         f"The model “{model_id}” does not exist or you may not use it; "
         "GET /v1/models lists yours.",
+        param="model",
     )
 
 
@@ -180,18 +179,10 @@ async def _model_ids(user) -> list[str]:
     return [base_model_id(), *slugs]
 
 
-def error_response(err: ChatError, param: str | None = None) -> JsonResponse:
+def error_response(err: ChatError) -> JsonResponse:
     status = status_of(err)
-    code = err.code
-    if code == "model_not_found":
-        param = "model"
-    elif param is None and err.message.startswith("Field “"):
-        param = err.message.split("”")[0].removeprefix("Field “")
-    elif "max_tokens" in err.message:
-        param = "max_tokens"
-    body = {
-        "error": {"message": err.message, "type": _error_type(status), "code": code, "param": param}
-    }
+    error = {"message": err.message, "type": _error_type(status), "code": err.code}
+    body = {"error": {**error, "param": err.param}}
     return JsonResponse(body, status=status, headers=retry_headers(err))
 
 

@@ -21,7 +21,7 @@ from chatsite.chat.streams import envelopes
 from chatsite.chat.transports import openai_api, streaming
 from chatsite.chat.transports.api_common import json_object, key_user, validated
 from chatsite.chat.transports.request_params import ApiParams
-from chatsite.errors import ChatError
+from chatsite.errors import ChatError, field_error
 
 # Fields of OpenAI's CreateCompletionRequest that Patchbay does not implement. Their neutral
 # value (what asks for nothing) is accepted, as clients such as LangChain send it every time;
@@ -97,14 +97,10 @@ def _parse(request) -> LegacyCompletionRequest:
     data = json_object(request)
     for name, neutral in NEUTRAL.items():
         if data.get(name, neutral) not in (neutral, None):
-            raise ChatError(
-                "bad_request", f"Field “{name}”: Patchbay does not implement it; leave it out."
-            )
+            raise field_error(name, "Patchbay does not implement it; leave it out.")
         data.pop(name, None)
     if isinstance(data.get("prompt"), list):
-        raise ChatError(
-            "bad_request", "Field “prompt”: send one prompt as a string (lists are not supported)."
-        )
+        raise field_error("prompt", "send one prompt as a string (lists are not supported).")
     return validated(LegacyCompletionRequest, data)
 
 
@@ -121,7 +117,7 @@ def _params(body: LegacyCompletionRequest) -> ApiParams:
             top_logprobs=body.logprobs or 0,
         )
     except ValidationError as exc:  # GenerationParams' bounds on stop sequences
-        raise ChatError("bad_request", f"Field “stop”: {exc.errors()[0]['msg']}.") from None
+        raise field_error("stop", f"{exc.errors()[0]['msg']}.") from None
 
 
 async def _chunks(body: LegacyCompletionRequest, exchange, key_id: int):

@@ -16,7 +16,7 @@ import re
 from pydantic import Field, ValidationError
 
 from chatsite.chat.streams.protocol import GenerationParams, ResponseFormat
-from chatsite.errors import ChatError
+from chatsite.errors import ChatError, field_error
 from inference.errors import InferenceError
 from inference.grammar import json_object_grammar, json_schema_grammar
 
@@ -43,7 +43,7 @@ def grammar_for(response_format: ResponseFormat | None) -> str | None:
             return json_object_grammar()
         return json_schema_grammar(response_format.schema_)
     except InferenceError as error:
-        raise ChatError(error.code, f"Field “response_format”: {error.message}") from None
+        raise field_error("response_format", error.message, error.code) from None
 
 
 def openai_response_format(value: dict | None) -> ResponseFormat | None:
@@ -103,7 +103,7 @@ def params_error(exc: ValidationError, prefix: str = "") -> ChatError:
     """GenerationParams' own refusal (stop sequences, logit bias), naming the field."""
     err = exc.errors()[0]
     where = prefix + ".".join(str(part) for part in err["loc"] if part != "[key]")
-    return ChatError("bad_request", f"Field “{where}”: {err['msg']}.")
+    return field_error(where, f"{err['msg']}.")
 
 
 # OpenAI request fields Patchbay does not implement: refused, never silently ignored.
@@ -125,10 +125,8 @@ def refuse_unsupported(extra: dict) -> None:
             continue
         allowed = harmless if isinstance(harmless, tuple) else (harmless,)
         if not any(extra[name] == value and type(extra[name]) is type(value) for value in allowed):
-            raise ChatError(
-                "unsupported_parameter",
-                f"Field “{name}”: Patchbay does not support {name} yet; leave it out.",
-            )
+            problem = f"Patchbay does not support {name} yet; leave it out."
+            raise field_error(name, problem, "unsupported_parameter")
 
 
 def _only(value: dict, allowed: set[str], where: str) -> None:
@@ -138,4 +136,4 @@ def _only(value: dict, allowed: set[str], where: str) -> None:
 
 
 def _bad(field: str, problem: str) -> ChatError:
-    return ChatError("bad_request", f"Field “{field}”: {problem}.")
+    return field_error(field, f"{problem}.")

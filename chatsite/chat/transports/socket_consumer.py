@@ -1,4 +1,4 @@
-"""/ws/chat/: a thin transport over chat services (docs/ARCHITECTURE.md, "Wire protocol")."""
+"""/ws/chat/: a thin transport over chat services (docs/ARCHITECTURE.md, "How a token travels")."""
 
 from __future__ import annotations
 
