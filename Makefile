@@ -88,10 +88,10 @@ frontend: | $(VENV)/bin/python
 
 # Celery mode (INFERENCE_MODE=celery, REDIS_URL set): a GPU worker on queue `gpu`. One process
 # owns one engine; its pool threads each drive one generation, all sharing the engine's batch.
-WORKER_CONCURRENCY ?= 16
+# Its pool threads: WORKER_CONCURRENCY (an environment variable, read by chatsite/settings.py).
 worker: $(RUNTIME)
 	$(VENV)/bin/celery -A chatsite worker -Q gpu --pool threads \
-		--concurrency $(WORKER_CONCURRENCY) --prefetch-multiplier 1 --loglevel INFO
+		--prefetch-multiplier 1 --loglevel INFO
 
 reaper: $(RUNTIME)
 	$(PY) manage.py reaper

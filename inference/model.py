@@ -6,7 +6,6 @@ a hub id when the machine may download).
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 
 import jinja2
@@ -30,7 +29,6 @@ class BaseModel:
     device: torch.device
     max_positions: int | None  # the longest prompt + answer the model can read, when known
     stop_token_ids: frozenset[int]  # end-of-sequence and end-of-turn tokens
-    accepts_logits_to_keep: bool  # the forward pass can skip logits for all but the last token
     quantization: str = "none"  # of the base weights (inference.quantization)
 
     def encode(self, request: GenerationRequest) -> list[int]:
@@ -92,7 +90,6 @@ def load_base_model(
         device=target,
         max_positions=getattr(model.config.get_text_config(), "max_position_embeddings", None),
         stop_token_ids=_stop_token_ids(model, tokenizer),
-        accepts_logits_to_keep="logits_to_keep" in inspect.signature(model.forward).parameters,
         quantization=quantization,
     )
 
