@@ -119,8 +119,11 @@ class BatchEngine:
         max_adapters: int = 32,
         adapter_cache_bytes: int = 2 << 30,
         adapter_max_rank: int = 64,
+        quantization: str = "none",
     ):
-        self._base: BaseModel = load_base_model(base_model, device=device)
+        self._base: BaseModel = load_base_model(
+            base_model, device=device, quantization=quantization
+        )
         model = self._base.model
         check_supported(model)
         self._layers = LoraLayers(model, slots=max_adapters + 1)
