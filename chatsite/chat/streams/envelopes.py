@@ -108,6 +108,12 @@ def _ms(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
 
 
+def text_of(events: list[dict]) -> str:
+    """The answer's text as a follower of `events` saw it (a continuation's first token is its
+    earlier text)."""
+    return "".join(e["payload"]["text"] for e in events if e["type"] == "inference.token")
+
+
 def tokens_of(events: list[dict]) -> list[dict]:
     """The token details (`tokens`) of the token envelopes among `events`, in order: present
     only for answers that asked for them."""

@@ -133,12 +133,6 @@ def take_over(redis, message_id: int) -> list[dict] | None:
     return [decode(fields) for _, fields in entries] if entries else None
 
 
-def text_of(log: list[dict]) -> str:
-    """The answer's text as a follower of `log` saw it (a continuation's first token is its
-    earlier text)."""
-    return "".join(e["payload"]["text"] for e in log if e["type"] == "inference.token")
-
-
 def last_seq(redis, message_id: int) -> int:
     """The sequence number of the log's last entry; -1 when it has none."""
     last = redis.xrevrange(stream_key(message_id), count=1)

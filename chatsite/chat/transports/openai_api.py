@@ -267,7 +267,7 @@ def _completion(body: CompletionRequest, use: ToolUse, exchanges, answers) -> di
 
 def _choice(body: CompletionRequest, use: ToolUse, index: int, exchange, events) -> dict:
     # `refusal` and `logprobs` are required (nullable) by OpenAI's schema.
-    message = assistant_message(use, streaming.text_of(events), exchange.assistant_message.pk)
+    message = assistant_message(use, envelopes.text_of(events), exchange.assistant_message.pk)
     return {
         "index": index,
         "message": message,

@@ -285,10 +285,6 @@ def sse_data(obj: dict) -> bytes:
     return f"data: {json.dumps(obj, separators=(',', ':'))}\n\n".encode()
 
 
-def text_of(events: list[dict]) -> str:
-    return "".join(e["payload"]["text"] for e in events if e["type"] == "inference.token")
-
-
 def end_of(events: list[dict]) -> dict:
     return next(e["payload"] for e in reversed(events) if e["type"] == "inference.end")
 

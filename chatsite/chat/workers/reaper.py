@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 
 from chatsite.chat.conversations import services
 from chatsite.chat.models import Message
-from chatsite.chat.streams import follow, lifecycle, tokenlog
+from chatsite.chat.streams import envelopes, follow, lifecycle, tokenlog
 from chatsite.chat.streams.event_log import RedisLog
 from chatsite.chat.workers import failover, task_routing
 from chatsite.errors import ChatError
@@ -68,7 +68,7 @@ def _end_lost(redis, message_id: int, worker: str) -> bool:
             return False
     except Exception:  # a failover that cannot be made must not keep the answer from ending
         log.exception("answer %s: failover failed; ending it", message_id)
-    content = tokenlog.text_of(entries) if entries else None
+    content = envelopes.text_of(entries) if entries else None
     answer_log = _reapers_log(redis, message_id)
     if lifecycle.end_lost(
         answer_log, message_id, LOST, save=services.generation_worker_lost, content=content
