@@ -4,7 +4,8 @@ tests/e2e/test_tools.py.)"""
 
 import pytest
 
-from chatsite.chat.transports.openai_tools import Tool, tool_use
+from chatsite.chat.transports.openai_api import ChatMessage
+from chatsite.chat.transports.openai_tools import Tool, tool_use, transcript
 from tests.chat.conftest import chat, nothing_stored
 
 pytestmark = pytest.mark.django_db
@@ -46,6 +47,8 @@ CALLED = {"role": "assistant", "content": None,
         (chat(messages=turns({"role": "tool", "content": "4"})), "bad_request", "messages.1.tool_call_id"),
         (chat(messages=turns({"role": "tool", "tool_call_id": "call_9", "content": "4"})), "bad_request", "messages.1.tool_call_id"),
         (chat(messages=turns({**CALLED, "role": "user"})), "bad_request", "messages.1.tool_calls"),
+        (chat(messages=turns(CALLED, {"role": "tool", "tool_call_id": "call_1", "name": "later", "content": "4"})), "bad_request", "messages.2.name"),
+        (chat(messages=[{"role": "user", "name": "", "content": "Hi"}]), "bad_request", "messages.0.name"),
         (chat(messages=turns({**CALLED, "tool_calls": [{**CALLED["tool_calls"][0], "function": {"name": "now", "arguments": "[1]"}}]})), "bad_request", "messages.1.tool_calls.0.function.arguments"),
     ],
 )
@@ -70,3 +73,9 @@ def test_it_reads_several_calls_as_text_when_parallel_calls_are_off():
     assert len(tool_use(tools, "auto", None).calls_in(two)) == 2
     assert tool_use(tools, "auto", False).calls_in(two) is None
     assert tool_use(tools, "auto", False).calls_in('{"name":"now","arguments":{}}')
+
+
+def test_it_shows_the_model_who_spoke_when_a_turn_is_named():
+    messages = [ChatMessage(role="user", name="ada", content="Hi"), ChatMessage(role="user", content="And?")]
+
+    assert transcript(messages, tool_use(None, None, None)) == [("user", "ada: Hi"), ("user", "And?")]

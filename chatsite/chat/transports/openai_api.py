@@ -64,6 +64,9 @@ class ChatMessage(BaseModel):
     content: str | list[TextPart] | None = None
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
+    # who spoke: a tool turn's must be its call's function; other turns show it to the model
+    # as "name: text" (openai_tools.transcript)
+    name: str | None = Field(default=None, min_length=1, max_length=64)
 
     def text(self) -> str:
         if self.content is None or isinstance(self.content, str):

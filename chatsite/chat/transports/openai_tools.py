@@ -230,7 +230,10 @@ def transcript(messages, use: ToolUse) -> list[tuple[str, str]]:
         if message.role == "tool":
             if message.tool_call_id not in called:
                 raise _bad(f"messages.{index}.tool_call_id", "names no call of an earlier turn")
-            results.append((called[message.tool_call_id], message.text()))
+            function = called[message.tool_call_id]
+            if message.name is not None and message.name != function:
+                raise _bad(f"messages.{index}.name", f"must be “{function}”, the function its call named")
+            results.append((function, message.text()))
             continue
         if results:
             turns.append(("user", results_text(results)))
@@ -239,16 +242,21 @@ def transcript(messages, use: ToolUse) -> list[tuple[str, str]]:
             calls = calls_sent_back(f"messages.{index}", message.tool_calls)
             called.update({call.id: call.function.name for call in message.tool_calls})
             text = "\n".join(part for part in (message.text(), calls_text(calls)) if part)
-            turns.append(("assistant", text))
+            turns.append(("assistant", _spoken_by(message, text)))
         else:
             role = "system" if message.role == "developer" else message.role
-            turns.append((role, message.text()))
+            turns.append((role, _spoken_by(message, message.text())))
     if results:
         turns.append(("user", results_text(results)))
     if use.active:
         prompt = tools_prompt(list(use.functions), several=use.several)
         turns.insert(len(turns) - 1, ("system", prompt))
     return turns
+
+
+def _spoken_by(message, text: str) -> str:
+    # OpenAI's `name` tells participants of one role apart; templates have no field for it.
+    return f"{message.name}: {text}" if message.name else text
 
 
 def _check_shape(index: int, message) -> None:
