@@ -21,12 +21,13 @@ TORCH_PIN := $(shell grep -m1 '^torch==' requirements/cpu.txt)
 TORCH_SOURCE = if $(PIP) install --dry-run --ignore-installed --no-index --no-deps --quiet "$(TORCH_PIN)" >/dev/null 2>&1; \
 	then echo "--no-index"; else echo "--index-url $(TORCH_CPU_INDEX)"; fi
 
-.PHONY: help install torch-source bench run run-tiny test worker reaper model demo-adapters migrate lock check clean frontend browser
+.PHONY: help install torch-source bench run run-tiny test worker reaper model demo-adapters migrate lock check clean frontend browser specs
 
 help:
 	@echo "make run    install what is missing, migrate, get the default model, serve on :$(PORT)"
 	@echo "make run-tiny  the same with the tiny random model: nothing to download, answers are nonsense"
 	@echo "make test   run the whole test suite"
+	@echo "make specs  run the chat page's node --test specs alone"
 	@echo "make worker a Celery GPU worker (INFERENCE_MODE=celery, REDIS_URL)"
 	@echo "make reaper ends answers whose worker went silent (celery mode)"
 	@echo "make bench install what the benchmarks need (bench/engine.py, bench/load.py)"
@@ -86,12 +87,18 @@ demo-adapters: $(RUNTIME)
 frontend: | $(VENV)/bin/python
 	$(PY) frontend/bundle.py --ensure
 
+# The chat page's pure modules, alone (`make test` runs them too, through
+# tests/project/test_frontend_specs.py). They import only frontend/src: no npm install.
+specs:
+	@if command -v node >/dev/null; then node --test frontend/tests/*.test.mjs; \
+	else echo "node is not installed: the chat page's specs (frontend/tests) did not run"; fi
+
 # Celery mode (INFERENCE_MODE=celery, REDIS_URL set): a GPU worker on queue `gpu`. One process
 # owns one engine; its pool threads each drive one generation, all sharing the engine's batch.
-WORKER_CONCURRENCY ?= 16
+# Its pool threads: WORKER_CONCURRENCY (an environment variable, read by chatsite/settings.py).
 worker: $(RUNTIME)
 	$(VENV)/bin/celery -A chatsite worker -Q gpu --pool threads \
-		--concurrency $(WORKER_CONCURRENCY) --prefetch-multiplier 1 --loglevel INFO
+		--prefetch-multiplier 1 --loglevel INFO
 
 reaper: $(RUNTIME)
 	$(PY) manage.py reaper

@@ -43,6 +43,8 @@ class Environment(BaseSettings):
     LORAX_URL: str | None = Field(default=None, pattern=r"^https?://")  # INFERENCE_MODE=lorax
     LORAX_API_KEY: str | None = None  # sent to LoRAX as a Bearer token
     BASE_MODEL: str = DEFAULT_BASE_MODEL
+    # The base model's Linear weights: float, or int8 with float adapters (CPU only).
+    BASE_QUANTIZATION: Literal["none", "int8"] = "none"
     ADAPTERS_DIR: Path = VAR_DIR / "adapters"
     ENGINE_DEVICE: str | None = None  # "cuda", "cpu"; unset picks cuda when present
     ENGINE_THREADS: int | None = Field(default=None, ge=1)

@@ -119,8 +119,11 @@ class BatchEngine:
         max_adapters: int = 32,
         adapter_cache_bytes: int = 2 << 30,
         adapter_max_rank: int = 64,
+        quantization: str = "none",
     ):
-        self._base: BaseModel = load_base_model(base_model, device=device)
+        self._base: BaseModel = load_base_model(
+            base_model, device=device, quantization=quantization
+        )
         model = self._base.model
         check_supported(model)
         self._layers = LoraLayers(model, slots=max_adapters + 1)
@@ -529,9 +532,10 @@ class BatchEngine:
             self._send(row, text)
             self._finish(row, "stop", stop_sequence=True)
         elif row.grammar is not None and row.grammar.complete:
-            # Nothing but an end token may follow: end now, without a step to sample it.
+            # Nothing but an end token may follow: end now, without a step to sample it. Closed
+            # because the limit was near, it was cut short, however well it parses.
             self._send(row, text + self._held_text(row))
-            self._finish(row, "stop")
+            self._finish(row, "length" if row.grammar.steered else "stop")
         elif row.completion_tokens >= row.params.max_new_tokens:
             self._send(row, text + self._held_text(row))
             self._finish(row, "length")
@@ -637,10 +641,6 @@ class BatchEngine:
             # A broken sink must not stop the engine; nobody is listening, so stop generating.
             logger.exception("The event sink of request %s failed", job.request.id)
             job.cancelled = True
-
-
-# The Foundation's name for the engine; callers written against it keep working.
-PeftEngine = BatchEngine
 
 
 def _check_params(params: SamplingParams) -> None:

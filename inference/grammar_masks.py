@@ -4,7 +4,8 @@ See docs/ARCHITECTURE.md, "Engine" (Structured output). The engine keeps one `Gr
 per constrained row and, at each step, computes every constrained row's allowed-token bitmask
 in one parallel llguidance call (`GrammarTokenizer.masks`), then feeds each row's chosen token
 back (`GrammarMatcher.consume`). Near its token limit a row is steered out of its JSON, so an
-answer cut by max_tokens still parses.
+answer cut by max_tokens still parses; a row that was steered (a step where closing left out
+tokens the grammar allowed) was cut by the limit, and ends "length", not "stop".
 """
 
 from __future__ import annotations
@@ -63,7 +64,10 @@ class GrammarTokenizer:
         allowed = allowed.reshape(len(matchers), -1)[:, : self.vocab_size].bool()
         for row, near_end in enumerate(closing):
             if near_end:
-                allowed[row] = self._closing_choice(allowed[row], matchers[row].in_string)
+                choice = self._closing_choice(allowed[row], matchers[row].in_string)
+                if not torch.equal(choice, allowed[row]):
+                    matchers[row].steered = True
+                allowed[row] = choice
         return allowed
 
     def _closing_choice(self, allowed, in_string: bool):
@@ -89,6 +93,7 @@ class GrammarMatcher:
         self._tokenizer = tokenizer
         self.in_string = False
         self._escaped = False
+        self.steered = False  # the token limit narrowed a step's choice (`masks`)
 
     @property
     def complete(self) -> bool:

@@ -55,6 +55,8 @@ class BatchedLoraLinear(nn.Module):
     def __init__(self, base: nn.Linear, context: LoraContext, slots: int):
         super().__init__()
         self.base = base
+        # The factors' dtype: a quantized base (inference.quantization) names its float one.
+        self.dtype = getattr(base, "dtype", base.weight.dtype)
         self.context = context
         self.slots = slots
         self.rank = 0
@@ -101,9 +103,9 @@ class BatchedLoraLinear(nn.Module):
 
     def _grow(self, rank: int) -> None:
         """Pad every slot to a larger rank; zero columns leave the results unchanged."""
-        weight = self.base.weight
-        a = weight.new_zeros(self.slots, self.in_features, rank)
-        b = weight.new_zeros(self.slots, rank, self.out_features)
+        like = {"dtype": self.dtype, "device": self.base.weight.device}
+        a = torch.zeros(self.slots, self.in_features, rank, **like)
+        b = torch.zeros(self.slots, rank, self.out_features, **like)
         if self.a is not None:
             a[:, :, : self.rank] = self.a
             b[:, : self.rank, :] = self.b

@@ -116,7 +116,7 @@ def _parameters(request: GenerationRequest) -> dict:
     # LoRAX takes a JSON schema, not llguidance's grammar, and has no OpenAI penalties or
     # logit bias: refused rather than dropped.
     for name, unsupported in (
-        ("response_format", params.grammar is not None),
+        ("response_format/tool_choice", params.grammar is not None),  # a forced call is a grammar
         ("presence_penalty", bool(params.presence_penalty)),
         ("frequency_penalty", bool(params.frequency_penalty)),
         ("logit_bias", bool(params.logit_bias)),

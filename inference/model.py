@@ -6,7 +6,6 @@ a hub id when the machine may download).
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 
 import jinja2
@@ -19,6 +18,7 @@ from transformers import (
 )
 
 from inference.errors import InferenceError
+from inference.quantization import quantize_base
 from inference.types import GenerationRequest
 
 
@@ -29,7 +29,7 @@ class BaseModel:
     device: torch.device
     max_positions: int | None  # the longest prompt + answer the model can read, when known
     stop_token_ids: frozenset[int]  # end-of-sequence and end-of-turn tokens
-    accepts_logits_to_keep: bool  # the forward pass can skip logits for all but the last token
+    quantization: str = "none"  # of the base weights (inference.quantization)
 
     def encode(self, request: GenerationRequest) -> list[int]:
         """The prompt's token ids: chat messages through the chat template, or the raw prompt."""
@@ -74,19 +74,23 @@ def pick_device(requested: str | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def load_base_model(name_or_path: str, *, device: str | None = None) -> BaseModel:
-    """Load weights and tokenizer once: bfloat16 on a GPU, float32 on the CPU, in eval mode."""
+def load_base_model(
+    name_or_path: str, *, device: str | None = None, quantization: str = "none"
+) -> BaseModel:
+    """Load weights and tokenizer once: bfloat16 on a GPU, float32 on the CPU, in eval mode;
+    `quantization` "int8": the Linear weights as int8 (inference.quantization)."""
     target = pick_device(device)
     dtype = torch.bfloat16 if target.type == "cuda" else torch.float32
     tokenizer = AutoTokenizer.from_pretrained(name_or_path)
     model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype).to(target).eval()
+    quantize_base(model, quantization, target)
     return BaseModel(
         model=model,
         tokenizer=tokenizer,
         device=target,
         max_positions=getattr(model.config.get_text_config(), "max_position_embeddings", None),
         stop_token_ids=_stop_token_ids(model, tokenizer),
-        accepts_logits_to_keep="logits_to_keep" in inspect.signature(model.forward).parameters,
+        quantization=quantization,
     )
 
 

@@ -1,7 +1,8 @@
 """The admin's try-it box: one test prompt through an adapter, streamed, saved nowhere.
 
-It runs on the same engine as every conversation and speaks the same envelopes (built by
-`chatsite.chat.streams.envelopes`), but keeps no rows, so trying an adapter never counts as usage.
+It runs on the same engine as every conversation and speaks the same envelopes (engine events
+mapped by the answer lifecycle, `chatsite.chat.streams.lifecycle.envelope_of`), but keeps no
+rows, so trying an adapter never counts as usage.
 Staff may try an adapter before enabling it; it passed validation when it came in.
 """
 
@@ -15,10 +16,10 @@ from django.conf import settings
 
 from chatsite.adapters.models import Adapter
 from chatsite.adapters.selectors import adapter_defaults, adapter_ref
-from chatsite.chat.streams import envelopes
+from chatsite.chat.streams import envelopes, lifecycle
 from chatsite.chat.workers.engine_holder import local_engine
 from chatsite.errors import ChatError
-from inference.types import ChatTurn, Failed, Finished, GenerationRequest, SamplingParams, TextDelta
+from inference.types import ChatTurn, GenerationRequest, SamplingParams
 
 TRIAL_MAX_TOKENS = 64
 TRIAL_TIMEOUT_S = 120.0
@@ -55,7 +56,7 @@ async def trial_stream(adapter_slug: str, request: GenerationRequest) -> AsyncIt
     try:
         async with asyncio.timeout(TRIAL_TIMEOUT_S):
             while True:
-                envelope = _envelope_of(await events.get())
+                envelope = lifecycle.envelope_of(await events.get(), message=None)
                 if envelope is not None:
                     yield envelope
                     if envelope["type"] == "inference.end":
@@ -76,20 +77,3 @@ def _engine():
             f"this server runs INFERENCE_MODE={settings.INFERENCE_MODE}.",
         )
     return local_engine()
-
-
-def _envelope_of(event) -> dict | None:
-    if isinstance(event, TextDelta):
-        return envelopes.token(message=None, text=event.text, index=event.index)
-    if isinstance(event, Failed):
-        return envelopes.error(ChatError(event.code, event.message))
-    if isinstance(event, Finished):
-        return envelopes.end(
-            message=None,
-            reason=event.reason,
-            prompt_tokens=event.prompt_tokens,
-            completion_tokens=event.completion_tokens,
-            ttft_ms=event.ttft_ms,
-            total_ms=event.total_ms,
-        )
-    return None

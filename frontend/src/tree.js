@@ -58,3 +58,17 @@ export function siblingsOf(messages, id) {
     .sort((a, b) => a - b);
   return { index: siblings.indexOf(id), count: siblings.length, siblings };
 }
+
+/** The last message of the branch on show (null for an empty conversation): a new message
+ * answers it. */
+export function branchTip(messages, chosen) {
+  const branch = activeBranch(messages, chosen);
+  return branch.length ? branch[branch.length - 1] : null;
+}
+
+/** The sibling `step` places from `id` (-1 the previous, 1 the next), or null past either end. */
+export function siblingAt(messages, id, step) {
+  const { index, siblings } = siblingsOf(messages, id);
+  const next = siblings[index + step];
+  return next == null ? null : next;
+}

@@ -13,6 +13,11 @@ from tests.browser.test_chat_page import ANSWER, send, shot, wait_until_done
 pytestmark = pytest.mark.e2e
 
 LONG_TITLE = "What is the longest river in South America, please?"
+WRAPPED_SECOND_TITLE = """() => {
+  const item = document.querySelectorAll('[data-testid="conversation-list"] .conversation-item')[1];
+  const title = item && item.querySelector('[data-testid="conversation-title"]');
+  return Boolean(title) && title.scrollWidth <= title.clientWidth && title.getBoundingClientRect().height > 20;
+}"""
 
 
 def test_it_folds_the_settings_panel_away_after_sending(visit):
@@ -52,9 +57,8 @@ def test_it_shows_whole_titles_and_dates_and_keeps_the_order_on_rename(visit):
     titles = sidebar.get_by_test_id("conversation-title")
     expect(titles).to_have_text(["Second one.", LONG_TITLE])
     older = sidebar.locator(".conversation-item").nth(1)
-    assert older.get_by_test_id("conversation-title").evaluate(
-        "el => el.scrollWidth <= el.clientWidth && el.getBoundingClientRect().height > 20"
-    ), "a long title should wrap onto more lines, not be cut"
+    # Polled: the list is drawn again when an answer ends, and a replaced title measures 0.
+    assert page.wait_for_function(WRAPPED_SECOND_TITLE), "a long title should wrap onto more lines, not be cut"
     expect(older.locator("a")).to_have_attribute("title", re.compile(re.escape(LONG_TITLE)))
     expect(sidebar.get_by_test_id("conversation-date").first).to_have_text(re.compile(r"\d"))
 

@@ -43,7 +43,7 @@ def listener_of(client, deployment_url: str):
 
 def stop_from(client, deployment_url: str, message_id: int) -> None:
     with override_settings(REDIS_URL=deployment_url):
-        tokenlog.publish(client, message_id, "stop")
+        client.publish(tokenlog.control_channel(), tokenlog.control_notice(message_id, "stop"))
 
 
 def notices(pubsub, within: float = 2.0) -> list[dict]:

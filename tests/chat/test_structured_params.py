@@ -1,6 +1,7 @@
 """Structured output and sampling parameters on the three HTTP APIs, refused when wrong: each
 API's status and error shape, the field named, and nothing stored. (Honoured parameters are
-exercised with the real clients in tests/e2e/test_structured_output.py.)"""
+exercised with the real clients in tests/e2e/test_structured_output.py; tools' refusals are
+tests/chat/test_tool_params.py.)"""
 
 import pytest
 
@@ -30,8 +31,6 @@ def json_schema(schema, **fields):
         (chat(logit_bias={"12": 101}), "bad_request", "logit_bias.12"),
         (chat(top_k=-2), "bad_request", "top_k"),
         (chat(repetition_penalty=0), "bad_request", "repetition_penalty"),
-        (chat(tools=[{"type": "function", "function": {"name": "f"}}]), "unsupported_parameter", "tools"),
-        (chat(tool_choice="required"), "unsupported_parameter", "tool_choice"),
         (chat(top_logprobs=2), "bad_request", "top_logprobs"),  # without logprobs: true
         (chat(logprobs=True, top_logprobs=21), "bad_request", "top_logprobs"),
         (chat(logprobs=True, top_logprobs=-1), "bad_request", "top_logprobs"),

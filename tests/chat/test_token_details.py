@@ -16,7 +16,7 @@ async def test_it_keeps_socket_token_envelopes_to_their_protocol_fields(owner, s
     tokens = [e["payload"] for e in events if e["type"] == "inference.token"]
     assert tokens and text_of(events)
     assert all(set(payload) == {"message", "text", "index"} for payload in tokens)
-    assert set(events[-1]["payload"]) == {"message", "reason", "usage", "timings"}
+    assert set(events[-1]["payload"]) == {"message", "reason", "status", "usage", "timings"}
 
 
 @pytest.mark.parametrize("field", ["logprobs", "top_logprobs", "prompt_logprobs"])

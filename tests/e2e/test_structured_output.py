@@ -13,6 +13,7 @@ import pytest
 from pydantic import BaseModel, Field
 from transformers import AutoTokenizer
 
+from tests import schemas
 from tests.e2e.clients import Account
 from tests.e2e.servers import local_deployment
 from tests.settings import TEST_MODEL_DIR
@@ -115,15 +116,38 @@ def test_it_honours_logit_bias_and_the_penalties(alice, demo_model):
     assert penalised.choices[0].message.content != plain.choices[0].message.content
 
 
-def test_it_refuses_tools_by_name_rather_than_ignoring_them(alice):
-    with pytest.raises(openai.BadRequestError) as refused:
-        openai_client(alice).chat.completions.create(
-            **ask(),
-            tools=[{"type": "function", "function": {"name": "now", "parameters": {"type": "object"}}}],
-        )
+def test_it_answers_n_choices_that_differ_with_usage_for_them_all(alice):
+    raw = openai_client(alice).chat.completions.with_raw_response.create(
+        **ask(max_tokens=8, temperature=1.0, seed=2), n=3
+    )
 
-    assert refused.value.code == "unsupported_parameter"
-    assert refused.value.body["param"] == "tools"
+    schemas.validate("openai-chat", "CreateChatCompletionResponse", raw.http_response.json())
+    completion = raw.parse()
+    assert [choice.index for choice in completion.choices] == [0, 1, 2]
+    assert len({choice.message.content for choice in completion.choices}) > 1
+    one = openai_client(alice).chat.completions.create(**ask(max_tokens=8, temperature=1.0, seed=2))
+    assert completion.choices[0].message.content == one.choices[0].message.content
+    assert completion.usage.prompt_tokens == one.usage.prompt_tokens  # the prompt counts once
+    assert completion.usage.completion_tokens > one.usage.completion_tokens
+
+
+def test_it_streams_n_choices_interleaved_by_index(alice):
+    fields = ask(max_tokens=8, temperature=1.0, seed=6, n=2)
+    whole = openai_client(alice).chat.completions.create(**fields)
+    chunks = list(
+        openai_client(alice).chat.completions.create(
+            **fields, stream=True, stream_options={"include_usage": True}
+        )
+    )
+
+    texts = ["", ""]
+    for chunk in chunks:
+        for choice in chunk.choices:
+            texts[choice.index] += choice.delta.content or ""
+    assert texts == [choice.message.content for choice in whole.choices]
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert len(finishes) == 2
+    assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens
 
 
 def test_it_refuses_a_schema_it_cannot_enforce_with_400_naming_it(alice):

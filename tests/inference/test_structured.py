@@ -79,5 +79,17 @@ def test_it_closes_the_json_before_the_token_limit_so_it_still_parses(engine, ma
             engine,
             chat(grammar=json_schema_grammar(schema), temperature=1.0, seed=seed, max_new_tokens=max_new_tokens),
         )
-        assert stream.finish.reason == "stop", stream.text
         jsonschema.validate(json.loads(stream.text), schema)
+
+
+@pytest.mark.parametrize("seed", [1, 3])
+def test_it_reports_length_for_json_that_the_token_limit_closed(engine, seed):
+    schema = {"type": "object", "properties": {"story": {"type": "string"}}, "required": ["story"]}
+    params = dict(grammar=json_schema_grammar(schema), temperature=1.0, seed=seed)
+    free = run(engine, chat(**params, max_new_tokens=400))
+    assert free.finish.reason == "stop" and free.finish.completion_tokens > 40  # ended by itself
+
+    cut = run(engine, chat(**params, max_new_tokens=free.finish.completion_tokens - 10))
+
+    assert cut.finish.reason == "length"
+    jsonschema.validate(json.loads(cut.text), schema)

@@ -48,6 +48,7 @@ def manage(*args, **env) -> subprocess.CompletedProcess:
         ("RATE_LIMIT", "lots"),
         ("EMAIL_URL", "pop3://mail.example"),
         ("EMAIL_URL", "smtp://"),
+        ("BASE_QUANTIZATION", "int4"),
     ],
 )
 def test_it_stops_start_up_on_a_bad_value_naming_the_variable(name, value):

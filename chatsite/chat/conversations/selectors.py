@@ -3,6 +3,7 @@
 from django.db.models import Q
 
 from chatsite.chat.models import Conversation, Message
+from chatsite.chat.streams.lifecycle import CUT_REASONS
 from chatsite.errors import ChatError
 from inference.types import ChatTurn
 
@@ -60,7 +61,7 @@ def message_of(user, message_id: int, *, role: str | None = None) -> Message:
 def can_continue(answer: Message) -> bool:
     if not answer.content or answer.status not in CONTINUABLE_STATUSES:
         return False
-    return answer.status != Message.Status.COMPLETE or answer.finish_reason == "length"
+    return answer.status != Message.Status.COMPLETE or answer.finish_reason in CUT_REASONS
 
 
 def branch_tip(conversation: Conversation) -> Message | None:

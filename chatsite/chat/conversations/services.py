@@ -340,6 +340,33 @@ def transcript_exchange_start(
         )
 
 
+def transcript_exchanges_start(
+    *, user, turns: list[tuple[str, str]], adapter_slug: str | None, params: GenerationParams,
+    n: int,
+) -> list[Exchange]:
+    """`transcript_exchange_start` with `n` answers to the last turn (OpenAI's `n`), siblings
+    in the branch tree. With a seed, answer i samples with seed + i, so they differ as
+    OpenAI's choices do. All or nothing."""
+    with transaction.atomic():
+        first = transcript_exchange_start(
+            user=user, turns=turns, adapter_slug=adapter_slug, params=params
+        )
+        others = [
+            exchange_regenerate(
+                user=user, message_id=first.assistant_message.pk,
+                adapter_slug=adapter_slug or "", params=_nth_seed(params, index),
+            )
+            for index in range(1, n)
+        ]
+    return [first, *others]
+
+
+def _nth_seed(params: GenerationParams, index: int) -> GenerationParams:
+    if params.seed is None:
+        return params
+    return params.model_copy(update={"seed": (params.seed + index) % 2**63})
+
+
 def generation_earlier_text(*, message_id: int) -> str:
     """The text an answer already has before its generation starts (a continuation's)."""
     return Message.objects.values_list("content", flat=True).get(pk=message_id)
@@ -385,18 +412,19 @@ def generation_checkpoints(texts: dict[int, str], *, alive: str | None = None) -
 
 
 def generation_finish(
-    *, message_id: int, content: str, finished: Finished, cancel_cause: str | None = None,
+    *, message_id: int, content: str, finished: Finished, status: str, finish_reason: str,
     error_code: str = "", error_text: str = "", end_event_id: int | None = None,
     worker: str | None = None,
 ) -> None:
-    """Save the final state of a generation. Only the first end counts; with `worker`, only
-    while the answer is still that worker's."""
+    """Save the final state of a generation (its status and end reason as the lifecycle
+    decided them, streams/lifecycle.py). Only the first end counts; with `worker`, only while
+    the answer is still that worker's."""
     mine = {} if worker is None else {"worker": worker}
     Message.objects.filter(pk=message_id, status__in=Message.LIVE_STATUSES, **mine).update(
         end_event_id=end_event_id,
         content=content,
-        status=status_for(finished, cancel_cause),
-        finish_reason=end_reason(finished, cancel_cause),
+        status=status,
+        finish_reason=finish_reason,
         prompt_tokens=finished.prompt_tokens,
         completion_tokens=finished.completion_tokens,
         ttft_ms=finished.ttft_ms,
@@ -431,39 +459,6 @@ def generations_interrupt_orphans(*, lost_after_s: float) -> int:
     )
     ServerProcess.objects.filter(beat_at__lt=cutoff).delete()  # their answers are ended now
     return count
-
-
-# Why a generation was cancelled, and what that makes of its answer and its end reason.
-CANCEL_CAUSES = {
-    "stopped": (Message.Status.STOPPED, "cancelled"),  # the user pressed Stop
-    "interrupted": (Message.Status.INTERRUPTED, "interrupted"),  # the client went away
-    "length": (Message.Status.COMPLETE, "length"),  # STREAM_MAX_BYTES reached
-    "timeout": (Message.Status.INTERRUPTED, "timeout"),  # STREAM_MAX_DURATION_S reached
-}
-
-
-def status_for(finished: Finished, cancel_cause: str | None) -> str:
-    if finished.reason == "error":
-        return Message.Status.ERROR
-    if finished.reason == "cancelled":
-        return CANCEL_CAUSES[cancel_cause or "interrupted"][0]
-    return Message.Status.COMPLETE
-
-
-def end_reason(finished: Finished, cancel_cause: str | None) -> str:
-    """The end reason clients see: a cancel says whether it was a stop, a lost client or a cap."""
-    if finished.reason == "cancelled":
-        return CANCEL_CAUSES[cancel_cause or "interrupted"][1]
-    return finished.reason
-
-
-def cap_reached(*, text_bytes: int, elapsed_s: float) -> str | None:
-    """The cause to cancel with when a stream outgrows its byte cap or its time."""
-    if text_bytes > settings.STREAM_MAX_BYTES:
-        return "length"
-    if elapsed_s > settings.STREAM_MAX_DURATION_S:
-        return "timeout"
-    return None
 
 
 def generation_worker_lost(
@@ -539,7 +534,8 @@ def _grammar(params: GenerationParams) -> str | None:
     if grammar and params.ignore_eos:
         raise field_error(
             "ignore_eos",
-            "cannot be combined with a JSON response_format; the answer ends where the JSON does.",
+            "cannot be combined with a JSON response_format or a forced tool call; the answer "
+            "ends where the JSON does.",
         )
     return grammar
 

@@ -43,9 +43,10 @@ def token_details(tokens) -> list[dict]:
 def end(
     *, message: int | None, reason: str, prompt_tokens: int = 0, completion_tokens: int = 0,
     ttft_ms: float | None = None, total_ms: float = 0.0, tokens=(), prefill=(),
-    stop_sequence: bool = False,
+    stop_sequence: bool = False, status: str,
 ) -> dict:
-    """`tokens`: details of the answer's last tokens that came with no text (the end token, a
+    """`status`: the answer's saved status (Message.Status; streams/lifecycle.py decides it).
+    `tokens`: details of the answer's last tokens that came with no text (the end token, a
     stop string's); `prefill`: the prompt's. Both only when the answer asked for details.
     `stop_sequence`: (only when true) a stop string, not an end token, ended it."""
     details = {"tokens": token_details(tokens)} if tokens else {}
@@ -57,17 +58,19 @@ def end(
         "inference.end",
         message=message,
         reason=reason,
+        status=status,
         usage={"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens},
         timings={"ttft_ms": _ms(ttft_ms), "total_ms": _ms(total_ms)},
         **details,
     )
 
 
-def end_of(finished, *, message: int, reason: str) -> dict:
+def end_of(finished, *, message: int | None, reason: str, status: str) -> dict:
     """The end of a generation, from the engine's `Finished`."""
     return end(
         message=message,
         reason=reason,
+        status=status,
         prompt_tokens=finished.prompt_tokens,
         completion_tokens=finished.completion_tokens,
         ttft_ms=finished.ttft_ms,
@@ -94,46 +97,7 @@ def notice(err: ChatError, *, message: int, resumed: bool) -> dict:
 
 def rejection(err: ChatError) -> list[dict]:
     """A request refused before any generation began: an error, then its end."""
-    return [error(err), end(message=None, reason="error")]
-
-
-def from_saved(message) -> list[dict]:
-    """The whole generation as one replay, for a client that comes back after its log is gone."""
-    events = [
-        start(
-            message=message.pk,
-            conversation=message.conversation_id,
-            adapter=message.adapter.slug if message.adapter else None,
-            parent=message.parent_id,
-        )
-    ]
-    if message.content:
-        events.append(token(message=message.pk, text=message.content, index=0))
-    if message.error_code:
-        events.append(error(ChatError(message.error_code, message.error_text), message=message.pk))
-    events.append(
-        end(
-            message=message.pk,
-            reason=message.finish_reason or "interrupted",
-            prompt_tokens=message.prompt_tokens or 0,
-            completion_tokens=message.completion_tokens or 0,
-            ttft_ms=message.ttft_ms,
-            total_ms=message.total_ms or 0.0,
-        )
-    )
-    return events
-
-
-def numbered_saved(message) -> list[tuple[int, dict]]:
-    """`from_saved` with the SSE ids the live log gave those events: the start is 0, the end
-    keeps its live id (`end_event_id`) and the events before it count down from there, so the
-    one token stands for every live token up to its id. Without a saved id: 0, 1, 2…"""
-    events = from_saved(message)
-    end_id = message.end_event_id
-    if end_id is None:
-        return list(enumerate(events))
-    first = end_id - len(events) + 2
-    return [(0, events[0])] + [(first + i, event) for i, event in enumerate(events[1:])]
+    return [error(err), end(message=None, reason="error", status="error")]
 
 
 def _envelope(kind: str, **payload) -> dict:
@@ -142,6 +106,12 @@ def _envelope(kind: str, **payload) -> dict:
 
 def _ms(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
+
+
+def text_of(events: list[dict]) -> str:
+    """The answer's text as a follower of `events` saw it (a continuation's first token is its
+    earlier text)."""
+    return "".join(e["payload"]["text"] for e in events if e["type"] == "inference.token")
 
 
 def tokens_of(events: list[dict]) -> list[dict]:

@@ -135,3 +135,109 @@ def frame_error(exc: ValidationError) -> ChatError:
     err = exc.errors()[0]
     where = ".".join(str(part) for part in err["loc"][1:] or err["loc"])
     return field_error(where, f"{err['msg']}.")
+
+
+# --- outbound: the envelopes every transport sends (built by envelopes.py) ---------------------
+# Declared here, beside the frames a client sends, so a client author reads both in one place;
+# tests validate every envelope a transport sends against them (tests/chat/test_envelope_types.py).
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+MessageRef = Id | None  # None only for an answer that is no row (a refusal, the try-it box)
+
+
+class TokenDetail(_Payload):
+    id: int
+    text: str
+    logprob: float | None
+    special: bool
+    top: list["TokenDetail"] | None = None
+
+
+class StartPayload(_Payload):
+    message: MessageRef
+    conversation: MessageRef
+    adapter: str | None
+    parent: MessageRef = None
+
+
+class TokenPayload(_Payload):
+    message: MessageRef
+    text: str
+    index: Annotated[int, Field(ge=0)]
+    tokens: list[TokenDetail] | None = None
+
+
+class Usage(_Payload):
+    prompt_tokens: Annotated[int, Field(ge=0)]
+    completion_tokens: Annotated[int, Field(ge=0)]
+
+
+class Timings(_Payload):
+    ttft_ms: float | None
+    total_ms: float | None
+
+
+# Message.Status values an ended answer can have (never a live one).
+EndStatus = Literal["complete", "stopped", "interrupted", "error"]
+EndReason = Literal["stop", "length", "timeout", "cancelled", "interrupted", "error"]
+
+
+class EndPayload(_Payload):
+    message: MessageRef
+    reason: EndReason
+    status: EndStatus
+    usage: Usage
+    timings: Timings
+    tokens: list[TokenDetail] | None = None
+    prefill: list[TokenDetail] | None = None
+    stop_sequence: Literal[True] | None = None
+
+
+class ErrorPayload(_Payload):
+    code: str
+    message: str
+    message_id: MessageRef
+
+
+class NoticePayload(ErrorPayload):
+    message_id: Id
+    resumed: bool
+
+
+class StartEnvelope(_Payload):
+    type: Literal["inference.start"]
+    payload: StartPayload
+
+
+class TokenEnvelope(_Payload):
+    type: Literal["inference.token"]
+    payload: TokenPayload
+
+
+class EndEnvelope(_Payload):
+    type: Literal["inference.end"]
+    payload: EndPayload
+
+
+class ErrorEnvelope(_Payload):
+    type: Literal["inference.error"]
+    payload: ErrorPayload
+
+
+class NoticeEnvelope(_Payload):
+    type: Literal["inference.notice"]
+    payload: NoticePayload
+
+
+Envelope = Annotated[
+    Union[StartEnvelope, TokenEnvelope, EndEnvelope, ErrorEnvelope, NoticeEnvelope],
+    Field(discriminator="type"),
+]
+_envelope = TypeAdapter(Envelope)
+
+
+def validate_envelope(envelope: dict) -> None:
+    """Raise ValidationError unless `envelope` is one of the declared envelopes, exactly."""
+    _envelope.validate_python(envelope)

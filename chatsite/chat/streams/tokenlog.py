@@ -1,6 +1,7 @@
 """The durable token log of celery mode (docs/ARCHITECTURE.md, "Celery mode").
 
-Each generation's envelopes go to one Redis Stream, `patchbay:gen:<message id>`, with explicit
+Each generation's envelopes go to one Redis Stream (written through streams/event_log.py's
+`RedisLog`), `patchbay:gen:<message id>`, with explicit
 entry ids `0-<seq + 1>`, so a stream id *is* the event's sequence number: resuming after sequence
 `k` is an XREAD from `0-<k + 1>`, with no gap and no duplicate. The web tier writes the start
 event when it enqueues; the worker writes every later event. After the end the stream is kept
@@ -77,8 +78,17 @@ def seq_of(entry: bytes | str) -> int:
     return int(text.split("-")[1]) - 1
 
 
-def append(redis, message_id: int, seq: int, envelope: dict) -> None:
-    redis.xadd(stream_key(message_id), {"e": json.dumps(envelope)}, id=entry_id(seq))
+def open_log(pipe, message_id: int, opening: list[dict]) -> None:
+    """In the enqueuing pipeline: a fresh log (a continued answer's earlier one goes) that
+    holds the answer's opening, numbered from 0 (streams/lifecycle.py)."""
+    pipe.delete(stream_key(message_id), stop_key(message_id))
+    for seq, envelope in enumerate(opening):
+        pipe.xadd(stream_key(message_id), {"e": json.dumps(envelope)}, id=entry_id(seq))
+
+
+def control_notice(message_id: int, op: str) -> str:
+    """A control-channel message: `op` ("stop", "detached") for the answer's worker."""
+    return json.dumps({"message": message_id, "op": op})
 
 
 # KEYS: the stream, its owner key; ARGV: the writer, the entry id, the envelope. 1: appended (or
@@ -123,21 +133,15 @@ def take_over(redis, message_id: int) -> list[dict] | None:
     return [decode(fields) for _, fields in entries] if entries else None
 
 
-def text_of(log: list[dict]) -> str:
-    """The answer's text as a follower of `log` saw it (a continuation's first token is its
-    earlier text)."""
-    return "".join(e["payload"]["text"] for e in log if e["type"] == "inference.token")
-
-
 def last_seq(redis, message_id: int) -> int:
     """The sequence number of the log's last entry; -1 when it has none."""
     last = redis.xrevrange(stream_key(message_id), count=1)
     return seq_of(last[0][0]) if last else -1
 
 
-def close(redis, message_id: int) -> None:
-    """After the end: keep the log (and its side keys) a while for late readers, then drop it."""
-    ttl = int(settings.TOKEN_LOG_TTL_S)
+def close(redis, message_id: int, ttl: float) -> None:
+    """After the end: keep the log (and its side keys) `ttl` s for late readers, then drop it."""
+    ttl = int(ttl)
     pipe = redis.pipeline()
     for key in (stream_key(message_id), watchers_key(message_id), stop_key(message_id),
                 owner_key(message_id), task_key(message_id)):
@@ -152,10 +156,6 @@ def decode(fields: dict) -> dict:
 
 def live_watchers(redis, message_id: int) -> int:
     return redis.zcount(watchers_key(message_id), time.time(), "+inf")
-
-
-def publish(redis, message_id: int, op: str) -> None:
-    redis.publish(control_channel(), json.dumps({"message": message_id, "op": op}))
 
 
 # --- clients ----------------------------------------------------------------------------------

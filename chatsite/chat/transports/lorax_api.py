@@ -26,6 +26,7 @@ from django.views.decorators.http import require_GET, require_POST
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from chatsite.adapters.selectors import base_model_id
+from chatsite.chat.streams import envelopes
 from chatsite.chat.transports import streaming
 from chatsite.chat.transports.api_common import key_user, parse_body, retry_headers
 from chatsite.chat.transports.request_params import (
@@ -307,7 +308,7 @@ def _answer(body: GenerateRequest, events: list[dict]) -> dict:
             "tokens": [token for envelope in listed for token in _tokens(envelope)],
             "best_of_sequences": None,
         }
-    return {"generated_text": _full_text(body, streaming.text_of(events)), "details": details}
+    return {"generated_text": _full_text(body, envelopes.text_of(events)), "details": details}
 
 
 def _stream_details(body: GenerateRequest, end: dict) -> dict:

@@ -8,6 +8,7 @@ partial text is saved if the client goes away.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from contextlib import aclosing
 from typing import Literal
@@ -25,6 +26,15 @@ from chatsite.chat.conversations import services
 from chatsite.chat.streams import envelopes
 from chatsite.chat.transports import streaming
 from chatsite.chat.transports.api_common import key_user, parse_body, retry_headers
+from chatsite.chat.transports.openai_tools import (
+    Tool,
+    ToolCall,
+    ToolUse,
+    ToolStream,
+    assistant_message,
+    tool_use,
+    transcript,
+)
 from chatsite.chat.transports.request_params import (
     MAX_TOP_LOGPROBS,
     ApiParams,
@@ -37,6 +47,8 @@ from chatsite.errors import ChatError, field_error, status_of
 # An answer cut by the server's byte cap (`length`) or time cap (`timeout`) was cut short, never
 # a clean stop. Anything else ended early (a Stop, a client gone): "stop", with the text kept.
 FINISH = {"stop": "stop", "length": "length", "timeout": "length"}
+# The most choices (`n`) one request may ask for: each is a row of the same batch.
+MAX_CHOICES = 4
 
 
 class TextPart(BaseModel):
@@ -47,12 +59,18 @@ class TextPart(BaseModel):
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[TextPart]
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    # null only in an assistant turn that made calls (openai_tools.transcript checks)
+    content: str | list[TextPart] | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
+    # who spoke: a tool turn's must be its call's function; other turns show it to the model
+    # as "name: text" (openai_tools.transcript)
+    name: str | None = Field(default=None, min_length=1, max_length=64)
 
     def text(self) -> str:
-        if isinstance(self.content, str):
-            return self.content
+        if self.content is None or isinstance(self.content, str):
+            return self.content or ""
         return "".join(part.text for part in self.content)
 
 
@@ -76,7 +94,7 @@ class CompletionRequest(BaseModel):
     max_completion_tokens: int | None = Field(default=None, ge=1)
     stop: str | list[str] | None = None
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
-    n: int | None = Field(default=None, ge=1, le=1)
+    n: int | None = Field(default=None, ge=1, le=MAX_CHOICES)
     ignore_eos: bool = False  # vLLM's extension (`extra_body`): run to the token limit
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
@@ -87,9 +105,28 @@ class CompletionRequest(BaseModel):
     repetition_penalty: float | None = Field(default=None, gt=0, le=2)
     logprobs: bool | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
+    tools: list[Tool] | None = None
+    tool_choice: str | dict | None = None
+    parallel_tool_calls: bool | None = None
 
-    def params(self) -> ApiParams:
+    def tool_use(self) -> ToolUse:
+        return tool_use(self.tools, self.tool_choice, self.parallel_tool_calls)
+
+    def params(self, use: ToolUse) -> ApiParams:
         refuse_unsupported(self.model_extra or {})
+        response_format = openai_response_format(self.response_format)
+        if use.active:
+            if response_format is not None and response_format.type != "text":
+                raise field_error(
+                    "response_format",
+                    "cannot be combined with tools; leave it out, or send tool_choice “none”.",
+                )
+            if self.logprobs:
+                raise field_error(
+                    "logprobs",
+                    "cannot be combined with tools yet; leave it out, or send tool_choice “none”.",
+                )
+            response_format = use.response_format()
         if self.top_logprobs and not self.logprobs:
             raise field_error("top_logprobs", "needs “logprobs”: true as well.")
         stop = [self.stop] if isinstance(self.stop, str) else self.stop
@@ -105,7 +142,7 @@ class CompletionRequest(BaseModel):
             logit_bias=self.logit_bias,
             top_k=None if self.top_k == -1 else self.top_k,
             repetition_penalty=self.repetition_penalty,
-            response_format=openai_response_format(self.response_format),
+            response_format=response_format,
             logprobs=bool(self.logprobs),
             top_logprobs=self.top_logprobs or 0,
         )
@@ -118,25 +155,31 @@ async def chat_completions(request):
     try:
         user = await key_user(request)
         body = parse_body(request, CompletionRequest)
-        turns = _turns(body)
-        exchange, run = await streaming.start(
-            services.transcript_exchange_start,
+        use = body.tool_use()
+        turns = _turns(body, use)
+        started = await streaming.start_all(
+            services.transcript_exchanges_start,
             user=user,
             turns=turns,
             adapter_slug=_adapter_slug(body.model),
-            params=_params(body),
+            params=_params(body, use),
+            n=body.n or 1,
         )
     except ChatError as err:
         if err.code == "unknown_adapter":
             err = model_not_found(body.model)
         return error_response(err)
+    exchanges = [exchange for exchange, _ in started]
     if body.stream:
-        return streaming.sse_response(_chunks(body, exchange, request.auth.pk))
-    events = await streaming.until_end(run, key_id=request.auth.pk)
-    failure = streaming.error_of(events)
-    if failure is not None:
-        return error_response(failure)
-    return JsonResponse(_completion(body, exchange, events))
+        return streaming.sse_response(_chunks(body, use, exchanges, request.auth.pk))
+    answers = await asyncio.gather(
+        *(streaming.until_end(run, key_id=request.auth.pk) for _, run in started)
+    )
+    for events in answers:
+        failure = streaming.error_of(events)
+        if failure is not None:
+            return error_response(failure)
+    return JsonResponse(_completion(body, use, exchanges, answers))
 
 
 @login_not_required
@@ -187,8 +230,8 @@ def error_response(err: ChatError) -> JsonResponse:
 
 
 # --- request ------------------------------------------------------------------------------------
-def _turns(body: CompletionRequest) -> list[tuple[str, str]]:
-    turns = [("system" if m.role == "developer" else m.role, m.text()) for m in body.messages]
+def _turns(body: CompletionRequest, use: ToolUse) -> list[tuple[str, str]]:
+    turns = transcript(body.messages, use)
     size = sum(len(text) for _, text in turns)
     if size > settings.MAX_PROMPT_CHARS:
         raise ChatError(
@@ -199,9 +242,9 @@ def _turns(body: CompletionRequest) -> list[tuple[str, str]]:
     return turns
 
 
-def _params(body: CompletionRequest) -> ApiParams:
+def _params(body: CompletionRequest, use: ToolUse) -> ApiParams:
     try:
-        return body.params()
+        return body.params(use)
     except ValidationError as exc:  # GenerationParams' own bounds (stop sequences, logit_bias)
         raise params_error(exc) from None
 
@@ -211,53 +254,107 @@ def _adapter_slug(model: str) -> str:
 
 
 # --- answers ------------------------------------------------------------------------------------
-def _completion(body: CompletionRequest, exchange, events: list[dict]) -> dict:
-    end = streaming.end_of(events)
+def _completion(body: CompletionRequest, use: ToolUse, exchanges, answers) -> dict:
     return {
-        "id": _completion_id(exchange),
+        "id": _completion_id(exchanges[0]),
         "object": "chat.completion",
-        "created": _created(exchange),
+        "created": _created(exchanges[0]),
         "model": body.model,
         "choices": [
-            {
-                "index": 0,
-                # `refusal` and `logprobs` are required (nullable) by OpenAI's schema.
-                "message": {
-                    "role": "assistant",
-                    "content": streaming.text_of(events),
-                    "refusal": None,
-                },
-                "logprobs": _logprobs(body, events),
-                "finish_reason": FINISH.get(end["reason"], "stop"),
-            }
+            _choice(body, use, index, exchange, events)
+            for index, (exchange, events) in enumerate(zip(exchanges, answers))
         ],
-        "usage": usage(end),
+        "usage": _usage_of([streaming.end_of(events) for events in answers]),
     }
 
 
-async def _chunks(body: CompletionRequest, exchange, key_id: int):
-    """chat.completion.chunk events, then usage if asked for, then [DONE]. After an error only
-    [DONE] follows: a finish chunk would read as an answer that ended well."""
-    chunk = _chunk_maker(body, exchange)
-    yield streaming.sse_data(chunk({"role": "assistant", "content": ""}))
+def _choice(body: CompletionRequest, use: ToolUse, index: int, exchange, events) -> dict:
+    # `refusal` and `logprobs` are required (nullable) by OpenAI's schema.
+    message = assistant_message(use, envelopes.text_of(events), exchange.assistant_message.pk)
+    return {
+        "index": index,
+        "message": message,
+        "logprobs": _logprobs(body, events),
+        "finish_reason": finish_reason(streaming.end_of(events), called="tool_calls" in message),
+    }
+
+
+def finish_reason(end: dict, called: bool = False) -> str:
+    """OpenAI's finish_reason of an answer: "tool_calls" for one that ended as calls."""
+    reason = FINISH.get(end["reason"], "stop")
+    return "tool_calls" if called and reason == "stop" else reason
+
+
+async def _chunks(body: CompletionRequest, use: ToolUse, exchanges, key_id: int):
+    """chat.completion.chunk events, the choices' interleaved as they come (`index` tells
+    them apart), then usage if asked for, then [DONE]. After an error only [DONE] follows: a
+    finish chunk would read as an answer that ended well. With tools each choice's deltas are
+    its `openai_tools.ToolStream`'s (calls as tool_calls deltas, or text)."""
+    chunk = _chunk_maker(body, exchanges[0])
+    for index in range(len(exchanges)):
+        yield streaming.sse_data(chunk({"role": "assistant", "content": ""}, index=index))
     failed = False
-    async with aclosing(streaming.api_answer_events(exchange, key_id)) as events:
-        async for envelope in events:
+    tools = [ToolStream(use, e.assistant_message.pk) if use.active else None for e in exchanges]
+    ends: list[dict] = []
+    streams = [streaming.api_answer_events(exchange, key_id) for exchange in exchanges]
+    async with aclosing(_merged(streams)) as events:
+        async for index, envelope in events:
             kind = envelope["type"] if envelope else None
             if envelope is None:
                 yield b": keep-alive\n\n"
+            elif kind == "inference.token" and tools[index] is not None:
+                for delta in tools[index].push(envelope["payload"]["text"]):
+                    yield streaming.sse_data(chunk(delta, index=index))
             elif kind == "inference.token":
                 content = {"content": envelope["payload"]["text"]}
-                yield streaming.sse_data(chunk(content, logprobs=_logprobs(body, [envelope])))
+                logprobs = _logprobs(body, [envelope])
+                yield streaming.sse_data(chunk(content, index=index, logprobs=logprobs))
             elif kind == "inference.error":
                 failed = True
                 yield error_event(envelope)
             elif kind == "inference.end" and not failed:
-                end = envelope["payload"]
-                yield streaming.sse_data(chunk({}, FINISH.get(end["reason"], "stop")))
-                if body.stream_options and body.stream_options.include_usage:
-                    yield streaming.sse_data(chunk(None, usage=usage(end)))
-        yield b"data: [DONE]\n\n"
+                ends.append(envelope["payload"])
+                deltas, called = tools[index].end() if tools[index] else ([], False)
+                for delta in deltas:
+                    yield streaming.sse_data(chunk(delta, index=index))
+                reason = finish_reason(envelope["payload"], called=called)
+                yield streaming.sse_data(chunk({}, reason, index=index))
+    if ends and not failed and body.stream_options and body.stream_options.include_usage:
+        yield streaming.sse_data(chunk(None, usage=_usage_of(ends)))
+    yield b"data: [DONE]\n\n"
+
+
+_ENDED = object()
+
+
+async def _merged(streams):
+    """(index, envelope) from several answers' event streams, in the order they come."""
+    queue: asyncio.Queue = asyncio.Queue()
+
+    async def pump(index: int, stream) -> None:
+        try:
+            async with aclosing(stream):
+                async for envelope in stream:
+                    await queue.put((index, envelope))
+            await queue.put((index, _ENDED))
+        except Exception as error:  # raised where the merged stream is read
+            await queue.put((index, error))
+
+    pumps = [asyncio.create_task(pump(index, stream)) for index, stream in enumerate(streams)]
+    try:
+        running = len(pumps)
+        while running:
+            index, envelope = await queue.get()
+            if isinstance(envelope, Exception):
+                raise envelope
+            if envelope is _ENDED:
+                running -= 1
+            else:
+                yield index, envelope
+    finally:
+        for task in pumps:
+            task.cancel()
+        await asyncio.gather(*pumps, return_exceptions=True)
 
 
 def error_event(envelope: dict) -> bytes:
@@ -274,12 +371,15 @@ def _chunk_maker(body, exchange):
         "model": body.model,
     }
 
-    def chunk(delta, finish_reason=None, usage=None, logprobs=None) -> dict:
+    def chunk(delta, finish_reason=None, usage=None, logprobs=None, index=0) -> dict:
         choices = (
             []
             if delta is None
             else [
-                {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}
+                {
+                    "index": index, "delta": delta, "logprobs": logprobs,
+                    "finish_reason": finish_reason,
+                }
             ]
         )
         return {**base, "choices": choices, **({"usage": usage} if usage else {})}
@@ -313,6 +413,13 @@ def _token_logprob(token: dict) -> dict:
 def usage(end: dict) -> dict:
     usage = end["usage"]
     return {**usage, "total_tokens": usage["prompt_tokens"] + usage["completion_tokens"]}
+
+
+def _usage_of(ends: list[dict]) -> dict:
+    """The usage of a request's choices: its prompt once (as OpenAI counts it), the answers'
+    tokens added up."""
+    completion = sum(end["usage"]["completion_tokens"] for end in ends)
+    return usage({"usage": {**ends[0]["usage"], "completion_tokens": completion}})
 
 
 def _model(model_id: str) -> dict:

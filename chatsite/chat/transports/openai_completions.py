@@ -86,7 +86,7 @@ async def completions(request):
         {
             **_head(body, exchange),
             "choices": [
-                _choice(streaming.text_of(events), _finish(end), _logprobs(body, events))
+                _choice(envelopes.text_of(events), _finish(end), _logprobs(body, events))
             ],
             "usage": openai_api.usage(end),
         }

@@ -108,8 +108,8 @@ def params_error(exc: ValidationError, prefix: str = "") -> ChatError:
 
 # OpenAI request fields Patchbay does not implement: refused, never silently ignored.
 OPENAI_UNSUPPORTED = {
-    "tools": None, "tool_choice": None, "functions": None, "function_call": None,
-    "parallel_tool_calls": None,
+    # OpenAI's legacy function calling: `tools` is the way (chat/transports/openai_tools.py).
+    "functions": None, "function_call": None,
     "audio": None, "modalities": (None, ["text"]), "prediction": None,
     "web_search_options": None, "reasoning_effort": None, "best_of": (None, 1),
     "echo": (None, False), "suffix": None, "guided_json": None, "guided_regex": None,

@@ -13,6 +13,7 @@ from chatsite.chat.conversations import limits, services
 from chatsite.chat.conversations.selectors import message_of
 from chatsite.chat.models import Message
 from chatsite.chat.streams import envelopes
+from chatsite.chat.streams.follow import follow_or_replay
 from chatsite.chat.streams.protocol import (
     ChatContinue,
     ChatFollow,
@@ -21,7 +22,7 @@ from chatsite.chat.streams.protocol import (
     ChatStop,
     parse_frame,
 )
-from chatsite.chat.workers.local_run import GenerationRun, generation_run, run_of
+from chatsite.chat.workers.local_run import generation_run, run_of
 from chatsite.errors import ChatError
 
 NOT_SIGNED_IN = 4401
@@ -115,20 +116,20 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             parent_id=frame.parent,
             parent_given=frame.parent_given,
         )
-        self._follow(await generation_run(exchange))
+        self._follow((await generation_run(exchange)).subscribe())
 
     async def _regenerate(self, frame: ChatRegenerate) -> None:
         exchange = await database_sync_to_async(services.exchange_regenerate)(
             user=self.user, message_id=frame.message, adapter_slug=frame.adapter,
             params=frame.params,
         )
-        self._follow(await generation_run(exchange))
+        self._follow((await generation_run(exchange)).subscribe())
 
     async def _continue(self, frame: ChatContinue) -> None:
         exchange = await database_sync_to_async(services.exchange_continue)(
             user=self.user, message_id=frame.message, params=frame.params
         )
-        self._follow(await generation_run(exchange))
+        self._follow((await generation_run(exchange)).subscribe())
 
     async def _stop(self, frame: ChatStop) -> None:
         await database_sync_to_async(message_of)(self.user, frame.message)
@@ -141,24 +142,17 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             self.user, frame.message, role=Message.Role.ASSISTANT
         )
         after = -1 if frame.resume is None else frame.resume
-        run = run_of(frame.message)
-        if run is not None:
-            self._follow(run, after)
-            return
-        # The log is gone: the saved message stands in for the whole generation.
-        for envelope in await database_sync_to_async(envelopes.from_saved)(message):
-            await self.send_json(envelope)
+        self._follow(await follow_or_replay(message, after))
 
-    def _follow(self, run: GenerationRun, after: int = -1) -> None:
-        task = asyncio.create_task(self._relay(run, after))
+    def _follow(self, subscription) -> None:
+        self.subscriptions.add(subscription)
+        task = asyncio.create_task(self._relay(subscription))
         self.follows.add(task)
         task.add_done_callback(self.follows.discard)
 
-    async def _relay(self, run: GenerationRun, after: int) -> None:
-        subscription = run.subscribe(after)
-        self.subscriptions.add(subscription)
+    async def _relay(self, subscription) -> None:
         try:
-            async for envelope in subscription:
+            async for _, envelope in subscription:
                 await self.send_json(envelope)
         finally:
             self.subscriptions.discard(subscription)

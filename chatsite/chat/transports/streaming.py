@@ -2,8 +2,8 @@
 
 The one place where the native, OpenAI- and LoRAX-compatible endpoints start, follow and stop
 generations. It only uses the run's public entry points (`generation_run`, `run_of`,
-`subscribe`/`close`, `stop`, `envelopes.numbered_saved`), so it works the same whichever backend
-runs the engine.
+`subscribe`/`close`, `stop`) and streams/follow.py's `follow_or_replay`, so it works the same
+whichever backend runs the engine.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from chatsite.accounts import key_revocation
 from chatsite.chat.conversations import services
 from chatsite.chat.models import Message
 from chatsite.chat.streams import envelopes
+from chatsite.chat.streams.follow import Replay, follow_or_replay
 from chatsite.chat.workers.engine_holder import loaded_engine
 from chatsite.chat.workers.local_run import GenerationRun, generation_run, run_of
 from chatsite.errors import ChatError
@@ -53,6 +54,13 @@ async def start(starter=services.exchange_start, **fields):
     may still be loading) must not cancel half of it, or the answer would stay `pending` for
     good. The start finishes; the run, followed by nobody, then ends as if its client had just
     left (the grace period, then `interrupted`)."""
+    [started] = await start_all(lambda **given: [starter(**given)], **fields)
+    return started
+
+
+async def start_all(starter, **fields) -> list[tuple[services.Exchange, GenerationRun]]:
+    """`start` for a starter that records several exchanges (OpenAI's `n`): [(exchange,
+    run)], started together, so the engine decodes them in one batch."""
     task = asyncio.get_running_loop().create_task(_start(starter, fields))
     try:
         return await asyncio.shield(task)
@@ -65,14 +73,14 @@ async def _start(starter, fields: dict):
     # asgiref's sync_to_async, as Django advises inside a request (the request's end closes its
     # connection); channels' database_sync_to_async is for work outside requests.
     _refuse_when_engine_full()
-    exchange = await sync_to_async(starter)(**fields)
-    return exchange, await _run_detached(exchange)
+    exchanges = await sync_to_async(starter)(**fields)
+    return [(exchange, await _run_detached(exchange)) for exchange in exchanges]
 
 
 def _abandoned(task: asyncio.Task) -> None:
     if not task.cancelled() and task.exception() is None:
-        _, run = task.result()
-        run.subscribe().close()
+        for _, run in task.result():
+            run.subscribe().close()
 
 
 def start_from_sync_view(**fields) -> services.Exchange:
@@ -126,27 +134,20 @@ async def _stop(message_id: int) -> None:
 async def follow(
     message, after: int = -1, *, key_id: int | None = None, started: bool = False
 ) -> AsyncIterator[tuple[int, dict | None]]:
-    """(position, envelope) for every event after `after`, then the live tail; (−1, None)
-    stands for a keep-alive. Leaving (the client went away) closes the subscription, so the
-    run's disconnect policy applies. Without a live log, the saved message is replayed (with
-    the live ids: what comes after `after`).
-
-    `key_id`: the API key the stream was opened with. Once it is revoked the stream stops the
-    answer if it `started` it, sends a `key_revoked` error (at the last position: it is no event
-    of the answer's log) and ends."""
-    run = run_of(message.pk)
-    if run is None:
-        for position, envelope in envelopes.numbered_saved(message):
-            if position > after:
-                yield position, envelope
-        return
-    async with aclosing(_follow_run(run, after, key_id, started)) as events:
+    """(seq, envelope) for every event after `after`, then the live tail; (−1, None) stands
+    for a keep-alive. Leaving (the client went away) closes the subscription, so the run's
+    disconnect policy applies. Without a live log, the saved message is replayed
+    (streams/follow.py)."""
+    subscription = await follow_or_replay(message, after)
+    async with aclosing(_followed(subscription, message.pk, after, key_id, started)) as events:
         async for item in events:
             yield item
 
 
-async def _follow_run(run, after: int, key_id: int | None, started: bool):
-    subscription = run.subscribe(after)
+async def _followed(subscription, message_id: int, after: int, key_id: int | None, started: bool):
+    """`subscription`'s events, with keep-alives. `key_id`: the API key the stream was opened
+    with. Once it is revoked the stream stops the answer if it `started` it, sends a
+    `key_revoked` error (at the last position: it is no event of the answer's log) and ends."""
     position = after
     try:
         async with key_revocation.watching(key_id) as watch:
@@ -157,18 +158,17 @@ async def _follow_run(run, after: int, key_id: int | None, started: bool):
                     # streamed to until the end instead of interrupting the run. The key's
                     # watch ends this wait early when the key is revoked.
                     async with asyncio.timeout(KEEPALIVE_S) as watch.wait:
-                        envelope = await subscription.__anext__()
+                        position, envelope = await subscription.__anext__()
                 except TimeoutError:
                     if not watch.revoked:
                         yield -1, None
                     continue
                 except StopAsyncIteration:
                     return
-                position += 1
                 yield position, envelope
             if started:
-                run.stop()
-            yield position, envelopes.error(KEY_REVOKED, message=run.message_id)
+                await _stop(message_id)
+            yield position, envelopes.error(KEY_REVOKED, message=message_id)
     finally:
         subscription.close()
 
@@ -187,7 +187,8 @@ async def api_answer_events(exchange, key_id: int) -> AsyncIterator[dict | None]
 async def until_end(run: GenerationRun, *, key_id: int | None = None) -> list[dict]:
     """Every envelope of a run, for answers that are not streamed; with `key_id`, as `follow`
     when that key is revoked (the run is stopped, the last envelope is the `key_revoked` error)."""
-    async with aclosing(_follow_run(run, -1, key_id, True)) as events:
+    events = _followed(run.subscribe(), run.message_id, -1, key_id, True)
+    async with aclosing(events):
         return [envelope async for _, envelope in events if envelope is not None]
 
 
@@ -201,34 +202,22 @@ async def native_sse_response(message, after: int = -1, key_id: int | None = Non
     exactly (the saved text is one token): 410, with where to read the whole answer."""
     if _has_end(message, after):
         return HttpResponse(status=204)
-    run = run_of(message.pk)
-    if run is not None and await _has_log(run):
-        return sse_response(native_sse(message, after, key_id))
-    later = [(i, e) for i, e in envelopes.numbered_saved(message) if i > after]
-    if not later:
-        return HttpResponse(status=204)
-    if after > 0 and later[0][1]["type"] == "inference.token":
-        raise ChatError(
-            "stream_expired",
-            f"The events after {after} are no longer kept; the answer has ended, "
-            f"read it whole at /api/v1/messages/{message.pk}/.",
-        )
-    return sse_response(_framed(_listed(later)))
+    subscription = await follow_or_replay(message, after)
+    if isinstance(subscription, Replay):
+        if not subscription.events:
+            return HttpResponse(status=204)
+        if subscription.holds_part(after):
+            raise ChatError(
+                "stream_expired",
+                f"The events after {after} are no longer kept; the answer has ended, "
+                f"read it whole at /api/v1/messages/{message.pk}/.",
+            )
+    return sse_response(_framed(_followed(subscription, message.pk, after, key_id, False)))
 
 
 def _has_end(message, after: int) -> bool:
     ended = message.status not in Message.LIVE_STATUSES and message.end_event_id is not None
     return ended and after >= message.end_event_id
-
-
-async def _has_log(run) -> bool:
-    has_log = getattr(run, "has_log", None)  # celery mode's log expires; a local one is here
-    return await has_log() if has_log else True
-
-
-async def _listed(events):
-    for event in events:
-        yield event
 
 
 def native_sse(message, after: int = -1, key_id: int | None = None) -> AsyncIterator[bytes]:
@@ -294,10 +283,6 @@ def sse_response(frames) -> StreamingHttpResponse:
 
 def sse_data(obj: dict) -> bytes:
     return f"data: {json.dumps(obj, separators=(',', ':'))}\n\n".encode()
-
-
-def text_of(events: list[dict]) -> str:
-    return "".join(e["payload"]["text"] for e in events if e["type"] == "inference.token")
 
 
 def end_of(events: list[dict]) -> dict:

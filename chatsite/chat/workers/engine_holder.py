@@ -86,6 +86,7 @@ def _load() -> Engine:
             max_batch_tokens=settings.ENGINE_MAX_BATCH_TOKENS,
             max_queued=settings.ENGINE_MAX_QUEUED,
             max_adapters=settings.ADAPTER_CACHE_SLOTS,
+            quantization=settings.BASE_QUANTIZATION,
         )
     except Exception as exc:  # a missing or broken model must reach the user as a sentence
         log.exception("could not load BASE_MODEL=%s", settings.BASE_MODEL)

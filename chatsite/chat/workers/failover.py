@@ -21,7 +21,7 @@ import logging
 from django.conf import settings
 
 from chatsite.chat.conversations import services
-from chatsite.chat.streams import tokenlog
+from chatsite.chat.streams import envelopes, tokenlog
 from chatsite.chat.workers import task_routing
 from chatsite.errors import ChatError
 
@@ -67,7 +67,7 @@ def resume(redis, message_id: int, *, lost_worker: str, entries: list[dict] | No
         return False
     adapter = entries[0]["payload"].get("adapter") if entries[0]["type"] == "inference.start" else None
     chosen = task_routing.route_failover(redis, adapter, lost=lost_worker)
-    text = tokenlog.text_of(entries)
+    text = envelopes.text_of(entries)
     if chosen is None or not services.generation_fail_over(
         message_id=message_id, lost_worker=lost_worker, content=text
     ):

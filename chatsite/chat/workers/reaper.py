@@ -7,9 +7,9 @@ append nothing more). Then, while `FAILOVER_MAX` allows and another worker is al
 queued again on that worker, which goes on from the log's text (failover.py); otherwise it is
 ended as `error` / `worker_lost` with the text of its token log (what any client was shown; the
 last checkpoint when the log is gone), and its log gets the error and the end, so live clients
-hear about it. So is
-an answer never started whose task the web tier sent to the own queue of a worker that is now
-gone: no other worker reads that queue, so it would wait forever.
+hear about it (streams/lifecycle.py's `end_lost`, appended as the reaper's). So is an answer
+never started whose task the web tier sent to the own queue of a worker that is now gone: no
+other worker reads that queue, so it would wait forever.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from redis.exceptions import RedisError
 
 from chatsite.chat.conversations import services
 from chatsite.chat.models import Message
-from chatsite.chat.streams import envelopes, tokenlog
+from chatsite.chat.streams import envelopes, follow, lifecycle, tokenlog
+from chatsite.chat.streams.event_log import RedisLog
 from chatsite.chat.workers import failover, task_routing
 from chatsite.errors import ChatError
 
@@ -67,18 +68,25 @@ def _end_lost(redis, message_id: int, worker: str) -> bool:
             return False
     except Exception:  # a failover that cannot be made must not keep the answer from ending
         log.exception("answer %s: failover failed; ending it", message_id)
-    content = tokenlog.text_of(entries) if entries else None
-    seq = tokenlog.last_seq(redis, message_id) + 1
-    if services.generation_worker_lost(
-        message_id=message_id, message=LOST.message, content=content, end_event_id=seq + 1
+    content = envelopes.text_of(entries) if entries else None
+    answer_log = _reapers_log(redis, message_id)
+    if lifecycle.end_lost(
+        answer_log, message_id, LOST, save=services.generation_worker_lost, content=content
     ):
-        _announce(redis, message_id, LOST, seq)
+        answer_log.deliver()
     elif entries and entries[-1]["type"] != "inference.end":
         # Its worker saved the end just now but can no longer append it: end the log as saved.
         saved = Message.objects.select_related("adapter").get(pk=message_id)
-        tail = envelopes.from_saved(saved)[-2 if saved.error_code else -1:]
-        _append_all(redis, message_id, seq, tail)
+        for envelope in follow.from_saved(saved)[-2 if saved.error_code else -1:]:
+            answer_log.append(envelope)
+        answer_log.deliver()
     return True
+
+
+def _reapers_log(redis, message_id: int) -> RedisLog:
+    """The answer's log as the reaper, who has taken it over, appends to it."""
+    seq = tokenlog.last_seq(redis, message_id)
+    return RedisLog(redis, message_id, writer=tokenlog.REAPER, seq=seq)
 
 
 def _reap_stranded(redis) -> list[int]:
@@ -97,29 +105,17 @@ def _reap_stranded(redis) -> list[int]:
     for message_id, worker in routed.items():
         if redis.exists(tokenlog.heartbeat_key(worker)):
             continue
-        seq = tokenlog.last_seq(redis, message_id) + 1
-        if services.generation_worker_lost(
-            message_id=message_id, message=STRANDED.message, statuses=(Message.Status.PENDING,),
-            end_event_id=seq + 1,
+        answer_log = _reapers_log(redis, message_id)
+        if lifecycle.end_lost(
+            answer_log, message_id, STRANDED, save=services.generation_worker_lost,
+            statuses=(Message.Status.PENDING,),
         ):
-            _announce(redis, message_id, STRANDED, seq)
+            # Saved as ended, so no worker can claim it now: the log is the reaper's to end.
+            tokenlog.take_over(redis, message_id)
+            answer_log.deliver()
             reaped.append(message_id)
             log.warning("answer %s: its worker %s died before starting it; ended", message_id, worker)
     return reaped
-
-
-def _announce(redis, message_id: int, error: ChatError, seq: int) -> None:
-    """The error at `seq` and the end after it (the end's id is saved with the answer)."""
-    _append_all(redis, message_id, seq, [
-        envelopes.error(error, message=message_id),
-        envelopes.end(message=message_id, reason="error"),
-    ])
-
-
-def _append_all(redis, message_id: int, seq: int, tail: list[dict]) -> None:
-    for offset, envelope in enumerate(tail):
-        tokenlog.append(redis, message_id, seq + offset, envelope)
-    tokenlog.close(redis, message_id)
 
 
 def reap_forever(interval_s: float | None = None) -> None:

@@ -1,5 +1,8 @@
 """The web side of celery mode: start a generation on a worker, follow it through the token log.
 
+The log's opening (streams/lifecycle.py) is written here, when the task is queued; the worker
+appends the rest.
+
 Same shape as a local `GenerationRun` (subscribe, stop), so transports do not care where the
 engine runs. See docs/ARCHITECTURE.md, "Celery mode".
 """
@@ -17,7 +20,8 @@ from django.conf import settings
 from redis.exceptions import RedisError
 
 from chatsite.chat.conversations import services
-from chatsite.chat.streams import envelopes, tokenlog
+from chatsite.chat.streams import lifecycle, tokenlog
+from chatsite.chat.streams.follow import Replay
 from chatsite.chat.workers import failover, task_routing
 
 log = logging.getLogger(__name__)
@@ -35,25 +39,12 @@ async def remote_run(exchange: services.Exchange) -> "RemoteRun":
     adapter = answer.adapter.slug if answer.adapter else None
     run = RemoteRun(answer.pk)
     redis = tokenlog.async_client()
-    key = tokenlog.stream_key(answer.pk)
-    log = [
-        envelopes.start(
-            message=answer.pk,
-            conversation=exchange.conversation.pk,
-            adapter=adapter,
-            parent=answer.parent_id,
-        )
-    ]
-    if answer.content:  # a continuation replays its earlier text first, as in local mode
-        log.append(envelopes.token(message=answer.pk, text=answer.content, index=0))
     # The starting client counts as a watcher until its subscription takes over, so a worker
     # that starts first does not see an unwatched answer and cancel it.
     await run.lease(run.launch_watcher)
     chosen = await task_routing.route(redis, adapter)
     pipe = redis.pipeline()
-    pipe.delete(key, tokenlog.stop_key(answer.pk))  # a continued answer's earlier log
-    for seq, envelope in enumerate(log):
-        pipe.xadd(key, {"e": _json(envelope)}, id=tokenlog.entry_id(seq))
+    tokenlog.open_log(pipe, answer.pk, lifecycle.opening(answer))  # the worker appends the rest
     task_routing.record(pipe, answer.pk, chosen)
     params = dataclasses.asdict(exchange.request.params)
     failover.remember_task(
@@ -67,12 +58,6 @@ async def remote_run(exchange: services.Exchange) -> "RemoteRun":
         queue=chosen.queue,
     )
     return run
-
-
-def _json(envelope: dict) -> str:
-    import json
-
-    return json.dumps(envelope)
 
 
 class RemoteRun:
@@ -94,7 +79,7 @@ class RemoteRun:
     async def _stop(self) -> None:
         redis = tokenlog.async_client()
         await redis.set(tokenlog.stop_key(self.message_id), "1", ex=3600)
-        await redis.publish(tokenlog.control_channel(), _json({"message": self.message_id, "op": "stop"}))
+        await redis.publish(tokenlog.control_channel(), tokenlog.control_notice(self.message_id, "stop"))
 
     async def lease(self, watcher: str) -> None:
         await tokenlog.async_client().zadd(
@@ -103,15 +88,17 @@ class RemoteRun:
 
 
 class RemoteSubscription:
-    """Follows one generation's token log from sequence `after + 1`; renews a watcher lease
-    while it lives. When the log is gone, the saved message stands in for it."""
+    """Follows one generation's token log from sequence `after + 1`, as (seq, envelope); renews
+    a watcher lease while it lives. When the log is gone, the saved message stands in for it
+    (streams/follow.py)."""
 
     def __init__(self, run: RemoteRun, after: int, replaces: str | None = None):
         self._run = run
         self._next = after + 1
         self._watcher = f"watch-{uuid.uuid4().hex}"
         self._replaces = replaces
-        self._buffer: list[dict] = []
+        self._buffer: list[tuple[int, dict]] = []
+        self._replay: Replay | None = None
         self._ended = False
         self._renewer: asyncio.Task | None = None
         self._closed = False
@@ -119,20 +106,25 @@ class RemoteSubscription:
     def __aiter__(self):
         return self
 
-    async def __anext__(self) -> dict:
+    async def __anext__(self) -> tuple[int, dict]:
         if self._closed:
             raise StopAsyncIteration
         if self._renewer is None:
             await self._join()
+        if self._replay is not None:
+            return await self._replay.__anext__()
         while not self._buffer:
             if self._ended or self._closed:
                 raise StopAsyncIteration
-            await self._read()
-        envelope = self._buffer.pop(0)
-        self._next += 1
+            if not await self._read():  # the log is gone: the saved answer stands in
+                self._ended = True
+                self._replay = await Replay.of(self._run.message_id, self._next - 1)
+                return await self._replay.__anext__()
+        seq, envelope = self._buffer.pop(0)
+        self._next = seq + 1
         if envelope["type"] == "inference.end":
             self._ended = True
-        return envelope
+        return seq, envelope
 
     async def _join(self) -> None:
         await self._run.lease(self._watcher)
@@ -148,27 +140,19 @@ class RemoteSubscription:
             except RedisError:  # one missed renewal is fine: the lease outlives two of them
                 log.warning("could not renew the watch of answer %s", self._run.message_id, exc_info=True)
 
-    async def _read(self) -> None:
+    async def _read(self) -> bool:
+        """Buffer what the log holds after what was given; False when there is no log."""
         redis = tokenlog.async_client()
         key = tokenlog.stream_key(self._run.message_id)
         start = tokenlog.entry_id(self._next - 1) if self._next else "0-0"
         reply = await redis.xread({key: start}, count=READ_COUNT, block=READ_BLOCK_MS)
         if reply:
             for entry_id, fields in reply[0][1]:
-                if tokenlog.seq_of(entry_id) >= self._next + len(self._buffer):
-                    self._buffer.append(tokenlog.decode(fields))
-        elif not await redis.exists(key):
-            await self._replay_saved()
-
-    async def _replay_saved(self) -> None:
-        from channels.db import database_sync_to_async
-
-        from chatsite.chat.models import Message
-
-        message = await database_sync_to_async(
-            Message.objects.select_related("adapter").get
-        )(pk=self._run.message_id)
-        self._buffer.extend(envelopes.from_saved(message))
+                seq = tokenlog.seq_of(entry_id)
+                if seq >= self._next + len(self._buffer):
+                    self._buffer.append((seq, tokenlog.decode(fields)))
+            return True
+        return bool(await redis.exists(key))
 
     def close(self) -> None:
         if self._closed:
@@ -186,4 +170,4 @@ class RemoteSubscription:
         message_id = self._run.message_id
         await redis.zrem(tokenlog.watchers_key(message_id), self._watcher)
         if not self._ended:
-            await redis.publish(tokenlog.control_channel(), _json({"message": message_id, "op": "detached"}))
+            await redis.publish(tokenlog.control_channel(), tokenlog.control_notice(message_id, "detached"))

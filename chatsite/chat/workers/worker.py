@@ -8,8 +8,9 @@ stream caps, and saves the final state. Two daemon threads per process: a heartb
 writes the worker's routing record (task_routing.py), and a listener on the control channel that
 wakes the right task at once on Stop or on a client leaving.
 
-Redis may go away for a while (docs/ARCHITECTURE.md, "Worker loss and failover"): envelopes
-then wait in the generation's `LogWriter` and are retried with backoff while the engine goes
+The answer's lifecycle (streams/lifecycle.py) maps events to envelopes, checks the caps, and
+saves the end before it appends it. Redis may go away for a while (docs/ARCHITECTURE.md,
+"Worker loss and failover"): envelopes then wait in the generation's `RedisLog` and are retried with backoff while the engine goes
 on; both threads retry too. A worker that cannot publish for WORKER_LOST_AFTER_S stops
 generating and hands the answer over: the reaper fails it over or ends it from its token log,
 or the worker ends it once Redis is back. A task with `resume` goes on with an answer whose
@@ -18,13 +19,12 @@ worker died, after its log's last entry (failover.py).
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import json
 import logging
 import queue
 import threading
 import time
-from collections import deque
 
 from django.conf import settings
 from django.db import close_old_connections
@@ -32,26 +32,17 @@ from redis.exceptions import ConnectionError, RedisError
 
 from chatsite.chat.conversations import services
 from chatsite.chat.ops import metrics
-from chatsite.chat.streams import checkpoints, envelopes, tokenlog
+from chatsite.chat.streams import checkpoints, lifecycle, tokenlog
+from chatsite.chat.streams.event_log import RETRY_FIRST_S, RETRY_MAX_S, RedisLog
 from chatsite.chat.workers import failover, task_routing
 from chatsite.chat.workers.engine_holder import loaded_engine, local_engine
 from chatsite.errors import ChatError
-from inference.types import (
-    Engine,
-    Event,
-    Failed,
-    Finished,
-    GenerationRequest,
-    TextDelta,
-)
+from inference.types import Event, GenerationRequest
 
 log = logging.getLogger(__name__)
 
 POLICY_EVERY_S = 0.25
 WORKER_NAME = metrics.PROCESS_NAME
-# Retrying Redis: the first retry soon (a blip), then less and less often.
-RETRY_FIRST_S = 0.1
-RETRY_MAX_S = 2.0
 CONTROL_SILENCE_S = 6.0  # the control connection counts as lost after this long without a pong
 CUT_OFF = ChatError(
     "worker_lost",
@@ -128,48 +119,39 @@ class WorkerGeneration:
         self.request = request
         self.redis = redis
         self.events: queue.Queue[Event | str] = queue.Queue()
-        self.engine: Engine | None = None
-        # The web tier wrote the start event (seq 0) and, for a continuation, the earlier text
-        # as token 0 (seq 1); new tokens are numbered after them. A failover goes on after the
-        # log's last entry, its earlier text all the log's tokens.
+        # The web tier wrote the log's opening (the start, seq 0, and for a continuation the
+        # earlier text as token 0, seq 1); new tokens are numbered after them. A failover goes
+        # on after the log's last entry, its earlier text all the log's tokens.
         self.resume = resume
-        if resume:
-            self.log = LogWriter(redis, message_id, seq=resume["seq"], earlier=earlier)
-            self.index_offset = resume["index"]
-        else:
-            self.log = LogWriter(redis, message_id, seq=1 if earlier else 0, earlier=earlier)
-            self.index_offset = 1 if earlier else 0
-        self.bytes = 0
-        self.failed: Failed | None = None
-        self.finished: Finished | None = None
-        self.cancel_cause: str | None = None
-        self.started_at = time.monotonic()
+        seq, index = (resume["seq"], resume["index"]) if resume else ((1, 1) if earlier else (0, 0))
+        self.log = RedisLog(redis, message_id, writer=WORKER_NAME, seq=seq, earlier=earlier)
+        self.life = lifecycle.AnswerLifecycle(
+            message_id, self.log, index_offset=index,
+            generated_before=resume["generated"] if resume else 0,
+        )
         self.unwatched_since: float | None = None
         self.saved_chars = -1
-        self.metrics = metrics.GenerationMetrics()
 
     # --- the loop -------------------------------------------------------------------------------
     def run(self) -> None:
         try:
             self._run()
         finally:
-            self.metrics.end()
+            self.life.metrics.end()
 
     def _run(self) -> None:
         if self.resume:  # before anything else: followers learn why the answer paused
-            self.log.append(
-                envelopes.notice(failover.RESUMED, message=self.message_id, resumed=True)
-            )
+            self.life.notice(failover.RESUMED, resumed=True)
         try:
-            self.engine = local_engine()
+            engine = local_engine()
         except ChatError as err:
-            self._on(Failed(err.code, err.message))
-            self._on(Finished("error", 0, 0, None, 0.0))
+            self.life.refuse(err)
             self._drive()
             return
+        self.life.attach(engine, self.request.id)
         if self._stop_requested():
             self.cancel("stopped")
-        self.engine.submit(self.request, self.events.put)
+        engine.submit(self.request, self.events.put)
         self._drive()
 
     def _drive(self) -> None:
@@ -183,7 +165,7 @@ class WorkerGeneration:
             if isinstance(item, str):
                 self._on_control(item)
             elif item is not None:
-                self._on(item)
+                self.life.on_event(item)  # `finished` is acted on once every envelope is out
             drained = self.log.flush()
             if self.log.fenced:
                 # The reaper ended this answer (we were silent too long): stop generating it.
@@ -193,8 +175,8 @@ class WorkerGeneration:
             if self.log.lost():
                 self._hand_over()
                 return
-            if self.finished is not None and drained:
-                self._finish(self.finished)
+            if self.life.finished is not None and drained:
+                self._finish()
                 return
             now = time.monotonic()
             if now >= next_policy:
@@ -210,49 +192,11 @@ class WorkerGeneration:
         except RedisError:  # the control channel still delivers a later Stop
             return False
 
-    def _on(self, event: Event) -> None:
-        """Handle one engine event; `Finished` is kept until every envelope before it is out."""
-        if isinstance(event, TextDelta):
-            self.bytes += len(event.text.encode())
-            self.metrics.token()
-            index = event.index + self.index_offset
-            self.log.append(
-                envelopes.token(
-                    message=self.message_id, text=event.text, index=index, tokens=event.tokens
-                )
-            )
-            cause = services.cap_reached(
-                text_bytes=self.bytes, elapsed_s=time.monotonic() - self.started_at
-            )
-            if cause:
-                self.cancel(cause)
-        elif isinstance(event, Failed):
-            self.failed = event
-            self.metrics.error(event.code)
-            self.log.append(envelopes.error(ChatError(event.code, event.message), message=self.message_id))
-        elif isinstance(event, Finished):
-            self.finished = event
-
-    def _finish(self, finished: Finished) -> None:
-        """Every envelope is out: save the final state, then append the end."""
-        if self.resume:  # the usage of the whole answer, its lost worker's tokens too
-            finished = dataclasses.replace(
-                finished, completion_tokens=finished.completion_tokens + self.resume["generated"]
-            )
-        services.generation_finish(
-            worker=WORKER_NAME,
-            message_id=self.message_id,
-            content=self.log.text,
-            finished=finished,
-            cancel_cause=self.cancel_cause,
-            error_code=self.failed.code if self.failed else "",
-            error_text=self.failed.message if self.failed else "",
-            end_event_id=self.log.seq + 1,  # the end is appended next
-        )
-        reason = services.end_reason(finished, self.cancel_cause)
-        self.log.append(envelopes.end_of(finished, message=self.message_id, reason=reason))
+    def _finish(self) -> None:
+        """Every envelope is out: the lifecycle saves the final state, then appends the end."""
+        self.life.finish(functools.partial(services.generation_finish, worker=WORKER_NAME))
         self.log.deliver()
-        log.info("answer %s: ended (%s)", self.message_id, finished.reason)
+        log.info("answer %s: ended (%s)", self.message_id, self.life.finished.reason)
 
     def _hand_over(self) -> None:
         """Redis has been out of reach for WORKER_LOST_AFTER_S: stop generating. The reaper ends
@@ -263,21 +207,16 @@ class WorkerGeneration:
         self.log.discard_pending()
         if not self.log.wait_for_redis():
             return  # the reaper took it over, or Redis never came back
-        if services.generation_worker_lost(
-            message_id=self.message_id, message=CUT_OFF.message, content=self.log.text,
-            worker=WORKER_NAME,
-            end_event_id=self.log.seq + 2,  # after the error, appended next
+        if lifecycle.end_lost(
+            self.log, self.message_id, CUT_OFF, save=services.generation_worker_lost,
+            content=self.log.text, worker=WORKER_NAME,
         ):
-            self.log.append(envelopes.error(CUT_OFF, message=self.message_id))
-            self.log.append(envelopes.end(message=self.message_id, reason="error"))
             self.log.deliver()
 
     # --- policy ---------------------------------------------------------------------------------
     def cancel(self, cause: str) -> None:
-        if self.cancel_cause is None and self.engine is not None:
+        if self.life.cancel(cause):
             log.info("answer %s: cancelling (%s)", self.message_id, cause)
-            self.cancel_cause = cause
-            self.engine.cancel(self.request.id)
 
     def _on_control(self, op: str) -> None:
         log.info("answer %s: %s", self.message_id, op)
@@ -288,9 +227,8 @@ class WorkerGeneration:
             self._apply_policy(time.monotonic())
 
     def _apply_policy(self, now: float) -> None:
-        """Cancel once nobody has followed the answer for STREAM_RESUME_GRACE_S."""
-        if now - self.started_at > settings.STREAM_MAX_DURATION_S:
-            self.cancel("timeout")
+        """The caps, then: cancel once nobody has followed the answer for the grace period."""
+        self.life.check_caps()
         try:
             watched = tokenlog.live_watchers(self.redis, self.message_id)
         except RedisError:  # unknown while Redis is away: never cancel on a guess
@@ -311,108 +249,6 @@ class WorkerGeneration:
             self.saved_chars = len(text)
             services.generation_checkpoint(message_id=self.message_id, content=text, worker=WORKER_NAME)
             close_old_connections()
-
-
-class LogWriter:
-    """One generation's envelopes, appended in order to its token log as its worker's own
-    (`tokenlog.append_as`). While Redis cannot be reached they wait here and are retried with
-    backoff; `lost()` once that has lasted WORKER_LOST_AFTER_S, `fenced` once the reaper has
-    taken the answer over."""
-
-    def __init__(self, redis, message_id: int, seq: int, earlier: str = ""):
-        self.redis = redis
-        self.message_id = message_id
-        self.seq = self.published_seq = seq
-        self.pending: deque[tuple[int, dict]] = deque()
-        self.published: list[str] = [earlier] if earlier else []  # the token texts in the log
-        self.fenced = False
-        self.failing_since: float | None = None
-        self.retry_at = 0.0
-        self.backoff = RETRY_FIRST_S
-
-    @property
-    def text(self) -> str:
-        return "".join(self.published)
-
-    def append(self, envelope: dict) -> None:
-        self.seq += 1
-        self.pending.append((self.seq, envelope))
-
-    def flush(self) -> bool:
-        """Append what waits, unless a retry is not due yet; True when nothing waits."""
-        if self.fenced or not self.pending:
-            return not self.pending
-        now = time.monotonic()
-        if now < self.retry_at:
-            return False
-        while self.pending:
-            seq, envelope = self.pending[0]
-            try:
-                mine = tokenlog.append_as(self.redis, WORKER_NAME, self.message_id, seq, envelope)
-            except RedisError:
-                self._failed(now)
-                return False
-            if not mine:
-                self.fenced = True
-                self.pending.clear()
-                return False
-            self.pending.popleft()
-            self.published_seq = seq
-            if envelope["type"] == "inference.token":
-                self.published.append(envelope["payload"]["text"])
-        if self.failing_since is not None:
-            log.warning("answer %s: Redis is back after %.1f s", self.message_id, now - self.failing_since)
-        self.failing_since, self.backoff = None, RETRY_FIRST_S
-        return True
-
-    def _failed(self, now: float) -> None:
-        if self.failing_since is None:
-            self.failing_since = now
-            log.warning("answer %s: cannot reach Redis; holding its envelopes", self.message_id)
-        self.retry_at = now + self.backoff
-        self.backoff = min(self.backoff * 2, RETRY_MAX_S)
-
-    def lost(self) -> bool:
-        return (
-            self.failing_since is not None
-            and time.monotonic() - self.failing_since >= settings.WORKER_LOST_AFTER_S
-        )
-
-    def discard_pending(self) -> None:
-        """Forget what never reached the log: no client saw it."""
-        self.pending.clear()
-        self.seq = self.published_seq
-
-    def deliver(self) -> None:
-        """Flush until everything is out or the answer was taken over, then let the log expire.
-        Gives up after TOKEN_LOG_TTL_S: by then a follower reads the saved answer instead."""
-        deadline = time.monotonic() + settings.TOKEN_LOG_TTL_S
-        while not self.flush() and not self.fenced and time.monotonic() < deadline:
-            time.sleep(max(0.0, self.retry_at - time.monotonic()))
-        if not self.pending and not self.fenced:
-            _quietly(tokenlog.close, self.redis, self.message_id)
-
-    def wait_for_redis(self) -> bool:
-        """Until Redis answers again: True if the answer is still ours then, False if the
-        reaper took it over (or TOKEN_LOG_TTL_S passed)."""
-        deadline = time.monotonic() + settings.TOKEN_LOG_TTL_S
-        while time.monotonic() < deadline:
-            try:
-                owner = self.redis.get(tokenlog.owner_key(self.message_id))
-            except RedisError:
-                self._failed(time.monotonic())
-                time.sleep(max(0.0, self.retry_at - time.monotonic()))
-                continue
-            self.fenced = owner not in (None, WORKER_NAME.encode())
-            return not self.fenced
-        return False
-
-
-def _quietly(call, *args) -> None:
-    try:
-        call(*args)
-    except RedisError:
-        log.warning("%s failed", call.__name__, exc_info=True)
 
 
 # --- per-process threads --------------------------------------------------------------------

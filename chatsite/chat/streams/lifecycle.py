@@ -1,0 +1,239 @@
+"""One answer's lifecycle, whichever runtime generates it (docs/ARCHITECTURE.md, "How a token
+travels").
+
+Every runtime drives its answers through this module: the local run (workers/local_run.py), the
+worker run (workers/worker.py), the web side's start of a Celery run (workers/remote_run.py), the
+reaper (workers/reaper.py) and failover (workers/failover.py); the admin's try-it box
+(adapters/trial.py) maps engine events with it.
+Here, and only here:
+- the opening of an answer's log: the start and, for a continuation, its earlier text as
+  token 0, so a follower who starts from nothing still sees the whole message (`opening`);
+- engine events → envelopes (`envelope_of`), appended to the answer's event log
+  (event_log.py), which numbers them: one publisher, one numbering;
+- the text (what the log holds is what a save keeps), the byte and duration caps (`cap_reached`,
+  one check), the cancel cause (the first one counts, `CANCEL_CAUSES`) and the generation's
+  metrics;
+- the end: save the final row, *then* publish the end, whose `status` is the saved one
+  (`status_for`), so a client that saw the end reads the final text; an answer whose worker was
+  lost ends the same way (`end_lost`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from django.conf import settings
+
+from chatsite.chat.ops import metrics
+from chatsite.chat.streams import envelopes
+from chatsite.errors import ChatError
+from chatsite.chat.models import Message
+from chatsite.chat.streams.event_log import EventLog
+from inference.types import Engine, Event, Failed, Finished, Started, TextDelta
+
+log = logging.getLogger(__name__)
+
+# Why a generation was cancelled, and what that makes of its answer and its end reason. A cut by
+# either cap is a complete answer that may be continued, like one cut at max_tokens; each API
+# maps the reason its own way (OpenAI: both "length"; LoRAX: a timeout is incomplete).
+CANCEL_CAUSES = {
+    "stopped": (Message.Status.STOPPED, "cancelled"),  # the user pressed Stop
+    "interrupted": (Message.Status.INTERRUPTED, "interrupted"),  # the client went away
+    "length": (Message.Status.COMPLETE, "length"),  # STREAM_MAX_BYTES reached
+    "timeout": (Message.Status.COMPLETE, "timeout"),  # STREAM_MAX_DURATION_S reached
+}
+CUT_REASONS = ("length", "timeout")  # complete, but cut short: it may be continued
+
+
+def status_for(finished: Finished, cancel_cause: str | None) -> str:
+    """The saved status of an answer that ended so (Message.Status)."""
+    if finished.reason == "error":
+        return Message.Status.ERROR
+    if finished.reason == "cancelled":
+        return CANCEL_CAUSES[cancel_cause or "interrupted"][0]
+    return Message.Status.COMPLETE
+
+
+def end_reason(finished: Finished, cancel_cause: str | None) -> str:
+    """The end reason clients see: a cancel says whether it was a stop, a lost client or a cap."""
+    if finished.reason == "cancelled":
+        return CANCEL_CAUSES[cancel_cause or "interrupted"][1]
+    return finished.reason
+
+
+def cap_reached(*, text_bytes: int, elapsed_s: float) -> str | None:
+    """The cause to cancel with when a stream outgrows its byte cap or its time."""
+    if text_bytes > settings.STREAM_MAX_BYTES:
+        return "length"
+    if elapsed_s > settings.STREAM_MAX_DURATION_S:
+        return "timeout"
+    return None
+
+
+def opening(answer: Message) -> list[dict]:
+    """The first envelopes of an answer's log (numbered from 0): its start, then the earlier
+    text of a continuation as token 0."""
+    events = [
+        envelopes.start(
+            message=answer.pk,
+            conversation=answer.conversation_id,
+            adapter=answer.adapter.slug if answer.adapter else None,
+            parent=answer.parent_id,
+        )
+    ]
+    if answer.content:
+        events.append(envelopes.token(message=answer.pk, text=answer.content, index=0))
+    return events
+
+
+def envelope_of(
+    event: Event, *, message: int | None, index_offset: int = 0, cancel_cause: str | None = None
+) -> dict | None:
+    """The envelope an engine event becomes (None: it becomes none)."""
+    if isinstance(event, TextDelta):
+        return envelopes.token(
+            message=message, text=event.text, index=event.index + index_offset, tokens=event.tokens
+        )
+    if isinstance(event, Failed):
+        return envelopes.error(ChatError(event.code, event.message), message=message)
+    if isinstance(event, Finished):
+        return envelopes.end_of(
+            event, message=message, reason=end_reason(event, cancel_cause),
+            status=status_for(event, cancel_cause),
+        )
+    return None
+
+
+class AnswerLifecycle:
+    """One answer from its engine's first event to its saved end, writing to `log`.
+
+    `earlier`: text the log already holds (a continuation's, or what a lost worker generated
+    before a failover); `index_offset`: the index of the first new token; `generated_before`:
+    tokens generated by a lost worker, counted in the answer's usage. The runtime feeds
+    `on_event`, applies `check_caps` now and then, and ends with `finish` (or `finish_async`)
+    once `finished` is set."""
+
+    def __init__(
+        self, message_id: int, log: EventLog, *, index_offset: int = 0, generated_before: int = 0,
+    ):
+        self.message_id = message_id
+        self.log = log
+        self.index_offset = index_offset
+        self.generated_before = generated_before
+        self.bytes = 0
+        self.started_at = time.monotonic()
+        self.failed: Failed | None = None
+        self.finished: Finished | None = None
+        self.cancel_cause: str | None = None
+        self.ended = False
+        self._engine: Engine | None = None
+        self._request_id: str | None = None
+        self.metrics = metrics.GenerationMetrics()
+
+    @property
+    def text(self) -> str:
+        return self.log.text
+
+    def attach(self, engine: Engine, request_id: str) -> None:
+        """The engine that generates the answer: `cancel` reaches it from now on."""
+        self._engine, self._request_id = engine, request_id
+
+    # --- events ---------------------------------------------------------------------------------
+    def on_event(self, event: Event) -> None:
+        """One engine event: published, measured, and the caps checked after each token.
+        `Finished` is only kept (`finished`): the runtime ends the answer when it may."""
+        if isinstance(event, TextDelta):
+            self.bytes += len(event.text.encode())
+            self.metrics.token()
+        elif isinstance(event, Failed):
+            self.failed = event
+            self.metrics.error(event.code)
+        elif isinstance(event, Finished):
+            self.finished = event
+            self.metrics.end()
+            return
+        elif not isinstance(event, Started):
+            log.warning("unexpected engine event %r", event)
+            return
+        envelope = envelope_of(event, message=self.message_id, index_offset=self.index_offset)
+        if envelope is not None:
+            self.log.append(envelope)
+        if isinstance(event, TextDelta):
+            self.check_caps()
+
+    def refuse(self, err: ChatError) -> None:
+        """End before any engine work (the engine could not be had), as an engine error would."""
+        self.on_event(Failed(err.code, err.message))
+        self.on_event(Finished("error", 0, 0, None, 0.0))
+
+    def notice(self, err: ChatError, *, resumed: bool) -> None:
+        self.log.append(envelopes.notice(err, message=self.message_id, resumed=resumed))
+
+    # --- cancelling -----------------------------------------------------------------------------
+    def cancel(self, cause: str) -> bool:
+        """Cancel the generation for `cause` (a key of CANCEL_CAUSES); only the first cause
+        counts, and only once an engine runs it. True when this call cancelled it."""
+        if self.ended or self.cancel_cause is not None or self._engine is None:
+            return False
+        self.cancel_cause = cause
+        self._engine.cancel(self._request_id)
+        return True
+
+    def check_caps(self) -> None:
+        cause = cap_reached(text_bytes=self.bytes, elapsed_s=time.monotonic() - self.started_at)
+        if cause:
+            self.cancel(cause)
+
+    # --- the end --------------------------------------------------------------------------------
+    def finish(self, save: Callable[..., None]) -> None:
+        """Save the final row, then publish the end (`save`: services.generation_finish, or a
+        partial of it)."""
+        save(**self._final_row())
+        self._publish_end()
+
+    async def finish_async(self, save: Callable[..., Awaitable[None]]) -> None:
+        """`finish` for a runtime on an event loop: `save` is awaited."""
+        await save(**self._final_row())
+        self._publish_end()
+
+    def _final(self) -> Finished:
+        # The usage of the whole answer, a lost worker's tokens too.
+        return dataclasses.replace(
+            self.finished,
+            completion_tokens=self.finished.completion_tokens + self.generated_before,
+        )
+
+    def _final_row(self) -> dict:
+        finished = self._final()
+        self.ended = True
+        return dict(
+            message_id=self.message_id,
+            content=self.text,
+            finished=finished,
+            status=status_for(finished, self.cancel_cause),
+            finish_reason=end_reason(finished, self.cancel_cause),
+            error_code=self.failed.code if self.failed else "",
+            error_text=self.failed.message if self.failed else "",
+            end_event_id=self.log.seq + 1,  # where the end is published, next
+        )
+
+    def _publish_end(self) -> None:
+        self.log.append(
+            envelope_of(self._final(), message=self.message_id, cancel_cause=self.cancel_cause)
+        )
+
+
+def end_lost(
+    log: EventLog, message_id: int, err: ChatError, *, save: Callable[..., bool], **row
+) -> bool:
+    """End an answer whose worker was lost (or never started it): save it as `error` with
+    `err` (`save`: services.generation_worker_lost, given `row` too), then publish the error
+    and the end. False when the save found the answer ended already (nothing is published)."""
+    if not save(message_id=message_id, message=err.message, end_event_id=log.seq + 2, **row):
+        return False
+    log.append(envelopes.error(err, message=message_id))
+    log.append(envelopes.end(message=message_id, reason="error", status=Message.Status.ERROR))
+    return True
